@@ -1,0 +1,112 @@
+import { z } from 'zod';
+
+/**
+ * The server's whole configuration, read once from the environment at start. Every variable is
+ * checked in one pass so an operator sees all mistakes at once, not one per restart.
+ */
+
+const hostPort = /^[A-Za-z0-9._-]+:\d{1,5}$/;
+
+function list(value: string): string[] {
+  return value
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part.length > 0);
+}
+
+function validPort(entry: string): boolean {
+  const port = Number(entry.slice(entry.lastIndexOf(':') + 1));
+  return port >= 1 && port <= 65535;
+}
+
+const hostPortList = z
+  .string()
+  .transform(list)
+  .refine((entries) => entries.length > 0, 'must name at least one host:port')
+  .refine(
+    (entries) => entries.every((e) => hostPort.test(e) && validPort(e)),
+    'must be a comma-separated list of host:port (port 1-65535)',
+  );
+
+const millis = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+export const ENV_SCHEMA = z.object({
+  NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: z.coerce.number().int().min(1).max(65535).default(3000),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  READINESS_TIMEOUT_MS: millis(100, 60_000).default(2_000),
+  SHUTDOWN_DRAIN_MS: millis(0, 120_000).default(0),
+  SHUTDOWN_TIMEOUT_MS: millis(1_000, 300_000).default(15_000),
+  MONGODB_URI: z
+    .string()
+    .regex(/^mongodb(\+srv)?:\/\/[^/]+/, 'must be a mongodb:// or mongodb+srv:// connection string'),
+  KAFKA_BROKERS: hostPortList,
+  KAFKA_CLIENT_ID: z.string().min(1).default('steward'),
+  // A ZooKeeper connect string, optionally with a chroot: host1:2181,host2:2181/chroot.
+  ZOOKEEPER_CONNECT: z
+    .string()
+    .refine((value) => {
+      const slash = value.indexOf('/');
+      const hosts = list(slash === -1 ? value : value.slice(0, slash));
+      return hosts.length > 0 && hosts.every((e) => hostPort.test(e) && validPort(e));
+    }, 'must be host:port[,host:port...][/chroot]')
+    .optional(),
+  EUREKA_URLS: z
+    .string()
+    .transform(list)
+    .refine((urls) => urls.length > 0, 'must name at least one URL')
+    .refine(
+      (urls) => urls.every((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol)),
+      'must be a comma-separated list of http(s) URLs such as http://127.0.0.1:8761/eureka',
+    )
+    .optional(),
+});
+
+export interface AppConfig {
+  env: 'development' | 'test' | 'production';
+  http: { host: string; port: number };
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  readinessTimeoutMs: number;
+  shutdown: { drainMs: number; timeoutMs: number };
+  mongodb: { uri: string };
+  kafka: { brokers: string[]; clientId: string };
+  /** Absent when this deployment reads no ZooKeeper registry. */
+  zookeeper: { connect: string } | null;
+  /** Absent when this deployment reads no Eureka registry. */
+  eureka: { urls: string[] } | null;
+}
+
+export type ConfigResult = { ok: true; config: AppConfig } | { ok: false; errors: string[] };
+
+/** Parses the environment; empty variables count as unset. */
+export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
+  const present: Record<string, string> = {};
+  for (const key of Object.keys(ENV_SCHEMA.shape)) {
+    const value = env[key];
+    if (value !== undefined && value.trim() !== '') present[key] = value.trim();
+  }
+  const parsed = ENV_SCHEMA.safeParse(present);
+  if (!parsed.success) {
+    const errors = parsed.error.issues.map((issue) => {
+      const name = issue.path.join('.');
+      return present[name] === undefined ? `${name}: is required` : `${name}: ${issue.message}`;
+    });
+    return { ok: false, errors: [...new Set(errors)].sort() };
+  }
+  const e = parsed.data;
+  return {
+    ok: true,
+    config: {
+      env: e.NODE_ENV,
+      http: { host: e.HOST, port: e.PORT },
+      logLevel: e.LOG_LEVEL,
+      readinessTimeoutMs: e.READINESS_TIMEOUT_MS,
+      shutdown: { drainMs: e.SHUTDOWN_DRAIN_MS, timeoutMs: e.SHUTDOWN_TIMEOUT_MS },
+      mongodb: { uri: e.MONGODB_URI },
+      kafka: { brokers: e.KAFKA_BROKERS, clientId: e.KAFKA_CLIENT_ID },
+      zookeeper: e.ZOOKEEPER_CONNECT ? { connect: e.ZOOKEEPER_CONNECT } : null,
+      eureka: e.EUREKA_URLS ? { urls: e.EUREKA_URLS } : null,
+    },
+  };
+}
