@@ -4,6 +4,8 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module.js';
 import type { AppConfig } from './config/app-config.js';
+import { httpMetricsMiddleware } from './metrics/http-metrics.js';
+import { MetricsService } from './metrics/metrics.service.js';
 
 export const OPENAPI_UI_PATH = 'docs';
 export const OPENAPI_JSON_PATH = 'docs/openapi.json';
@@ -16,6 +18,7 @@ export async function createApp(config: AppConfig): Promise<NestExpressApplicati
   });
   app.useLogger(app.get(Logger));
   app.disable('x-powered-by');
+  app.use(httpMetricsMiddleware(app.get(MetricsService)));
 
   const document = SwaggerModule.createDocument(
     app,

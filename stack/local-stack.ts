@@ -19,13 +19,7 @@ import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import {
-  probeEureka,
-  probeKafka,
-  probeMongo,
-  probeZookeeper,
-  type ProbeDetails,
-} from '../src/health/dependency-probes.js';
+import { probeEureka, probeKafka, probeMongo, probeZookeeper, type ProbeDetails } from '../src/health/dependency-probes.js';
 
 const run = promisify(execFile);
 
@@ -73,7 +67,7 @@ interface ServiceSpec {
   install(): Promise<void>;
   /** Writes configuration and initialises storage; returns the command to run. */
   prepare(dataDir: string): Promise<{ command: string; args: string[] }>;
-  probe(signal: AbortSignal): Promise<ProbeDetails>;
+  probe(timeoutMs: number): Promise<ProbeDetails>;
 }
 
 function envPort(name: string, fallback: number): number {
@@ -154,7 +148,7 @@ async function commandOutput(command: string, args: string[], cwd?: string, env?
   } catch (error) {
     const e = error as { stderr?: string; stdout?: string; message: string };
     const output = `${e.stdout ?? ''}${e.stderr ?? ''}`.trim().split('\n').slice(-30).join('\n');
-    throw new Error(`${command} ${args.join(' ')} failed: ${e.message}\n${output}`);
+    throw new Error(`${command} ${args.join(' ')} failed: ${e.message}\n${output}`, { cause: error });
   }
 }
 
@@ -213,7 +207,9 @@ export class LocalStack {
       return;
     }
     if (await portInUse(spec.port)) {
-      throw new Error(`port ${spec.port} is taken by a process this stack did not start; stop it or set STACK_${name.toUpperCase()}_PORT`);
+      throw new Error(
+        `port ${spec.port} is taken by a process this stack did not start; stop it or set STACK_${name.toUpperCase()}_PORT`,
+      );
     }
     await spec.install();
     const dataDir = this.dataDir(name);
@@ -248,7 +244,7 @@ export class LocalStack {
         throw new Error(`exited during start-up; last lines of ${this.logFile(name)}:\n${await tail(this.logFile(name), 25)}`);
       }
       try {
-        return await spec.probe(AbortSignal.timeout(5_000));
+        return await spec.probe(5_000);
       } catch (error) {
         lastError = (error as Error).message;
       }
@@ -316,11 +312,13 @@ export class LocalStack {
     const pid = await this.ownedPid(name);
     const base: ServiceStatus = { name, state: 'stopped', port: spec.port };
     if (pid === undefined) {
-      return (await portInUse(spec.port)) ? { ...base, state: 'foreign', error: 'port taken by a process this stack did not start' } : base;
+      return (await portInUse(spec.port))
+        ? { ...base, state: 'foreign', error: 'port taken by a process this stack did not start' }
+        : base;
     }
     const rssMiB = await this.rss(pid);
     try {
-      const details = await spec.probe(AbortSignal.timeout(5_000));
+      const details = await spec.probe(5_000);
       return { ...base, state: 'up', pid, rssMiB, details };
     } catch (error) {
       return { ...base, state: 'unhealthy', pid, rssMiB, error: (error as Error).message };
@@ -380,10 +378,18 @@ export class LocalStack {
         );
         return {
           command: 'java',
-          args: ['-Xms64m', '-Xmx256m', '-XX:+UseSerialGC', '-cp', ZOOKEEPER_JARS.join(':'), 'org.apache.zookeeper.server.quorum.QuorumPeerMain', config],
+          args: [
+            '-Xms64m',
+            '-Xmx256m',
+            '-XX:+UseSerialGC',
+            '-cp',
+            ZOOKEEPER_JARS.join(':'),
+            'org.apache.zookeeper.server.quorum.QuorumPeerMain',
+            config,
+          ],
         };
       },
-      probe: (signal) => probeZookeeper(`127.0.0.1:${port}`, signal),
+      probe: (timeoutMs) => probeZookeeper(`127.0.0.1:${port}`, { timeoutMs }),
     };
   }
 
@@ -407,7 +413,14 @@ export class LocalStack {
         this.options.log('kafka: resolving the broker from Maven Central (mvn)');
         await mkdir(dirname(cached), { recursive: true });
         const partial = `${cached}.${process.pid}`;
-        await commandOutput('mvn', ['-B', '-q', '-f', join(moduleDir, 'pom.xml'), 'dependency:build-classpath', `-Dmdep.outputFile=${partial}`]);
+        await commandOutput('mvn', [
+          '-B',
+          '-q',
+          '-f',
+          join(moduleDir, 'pom.xml'),
+          'dependency:build-classpath',
+          `-Dmdep.outputFile=${partial}`,
+        ]);
         await rename(partial, cached);
         classpath = (await readFile(cached, 'utf8')).trim();
       },
@@ -457,14 +470,34 @@ export class LocalStack {
         );
         if (!existsSync(join(logDir, 'meta.properties'))) {
           const clusterId = randomBytes(16).toString('base64url');
-          await commandOutput('java', ['-cp', classpath, `-Dlog4j2.configurationFile=${log4j}`, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', properties]);
+          await commandOutput('java', [
+            '-cp',
+            classpath,
+            `-Dlog4j2.configurationFile=${log4j}`,
+            'kafka.tools.StorageTool',
+            'format',
+            '-t',
+            clusterId,
+            '-c',
+            properties,
+          ]);
         }
         return {
           command: 'java',
-          args: ['-Xms128m', '-Xmx512m', '-XX:+UseG1GC', '-Djava.awt.headless=true', `-Dlog4j2.configurationFile=${log4j}`, '-cp', classpath, 'kafka.Kafka', properties],
+          args: [
+            '-Xms128m',
+            '-Xmx512m',
+            '-XX:+UseG1GC',
+            '-Djava.awt.headless=true',
+            `-Dlog4j2.configurationFile=${log4j}`,
+            '-cp',
+            classpath,
+            'kafka.Kafka',
+            properties,
+          ],
         };
       },
-      probe: (signal) => probeKafka([`127.0.0.1:${port}`], signal, 'steward-stack'),
+      probe: (timeoutMs) => probeKafka([`127.0.0.1:${port}`], { timeoutMs }, 'steward-stack'),
     };
   }
 
@@ -486,20 +519,21 @@ export class LocalStack {
         await cp(join(moduleDir, 'target', 'eureka-server.jar'), `${jar}.${process.pid}`);
         await rename(`${jar}.${process.pid}`, jar);
       },
-      prepare: async (dataDir) => ({
-        command: 'java',
-        args: [
-          '-Xms64m',
-          '-Xmx384m',
-          '-XX:+UseSerialGC',
-          `-Dsteward.stack.dir=${dataDir}`,
-          '-jar',
-          jar,
-          `--server.port=${port}`,
-          '--server.address=127.0.0.1',
-        ],
-      }),
-      probe: (signal) => probeEureka([`http://127.0.0.1:${port}/eureka`], signal),
+      prepare: (dataDir) =>
+        Promise.resolve({
+          command: 'java',
+          args: [
+            '-Xms64m',
+            '-Xmx384m',
+            '-XX:+UseSerialGC',
+            `-Dsteward.stack.dir=${dataDir}`,
+            '-jar',
+            jar,
+            `--server.port=${port}`,
+            '--server.address=127.0.0.1',
+          ],
+        }),
+      probe: (timeoutMs) => probeEureka([`http://127.0.0.1:${port}/eureka`], { timeoutMs }),
     };
   }
 
@@ -517,7 +551,12 @@ export class LocalStack {
         // the Go proxy, built with that one file filled in.
         const env = { ...process.env, GOTOOLCHAIN: 'local', GOFLAGS: '-mod=mod' };
         const info = JSON.parse(
-          await commandOutput('go', ['mod', 'download', '-json', `github.com/FerretDB/FerretDB@${FERRETDB_VERSION}`], tmpdir(), env),
+          await commandOutput(
+            'go',
+            ['mod', 'download', '-json', `github.com/FerretDB/FerretDB@${FERRETDB_VERSION}`],
+            tmpdir(),
+            env,
+          ),
         ) as { Dir: string };
         const work = await mkdtemp(join(tmpdir(), 'ferretdb-build-'));
         try {
@@ -548,7 +587,7 @@ export class LocalStack {
           ],
         };
       },
-      probe: (signal) => probeMongo(`mongodb://127.0.0.1:${port}/`, signal),
+      probe: (timeoutMs) => probeMongo(`mongodb://127.0.0.1:${port}/`, { timeoutMs }),
     };
   }
 }

@@ -38,9 +38,7 @@ export const ENV_SCHEMA = z.object({
   READINESS_TIMEOUT_MS: millis(100, 60_000).default(2_000),
   SHUTDOWN_DRAIN_MS: millis(0, 120_000).default(0),
   SHUTDOWN_TIMEOUT_MS: millis(1_000, 300_000).default(15_000),
-  MONGODB_URI: z
-    .string()
-    .regex(/^mongodb(\+srv)?:\/\/[^/]+/, 'must be a mongodb:// or mongodb+srv:// connection string'),
+  MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\/[^/]+/, 'must be a mongodb:// or mongodb+srv:// connection string'),
   KAFKA_BROKERS: hostPortList,
   KAFKA_CLIENT_ID: z.string().min(1).default('steward'),
   // A ZooKeeper connect string, optionally with a chroot: host1:2181,host2:2181/chroot.

@@ -3,9 +3,16 @@ import { ConfigService } from '@nestjs/config';
 import { type HealthIndicatorFunction, HealthIndicatorService } from '@nestjs/terminus';
 import type { AppConfig } from '../config/app-config.js';
 import { MetricsService } from '../metrics/metrics.service.js';
-import { probeEureka, probeKafka, probeMongo, probeZookeeper, type ProbeDetails } from './dependency-probes.js';
+import {
+  probeEureka,
+  probeKafka,
+  probeMongo,
+  probeZookeeper,
+  type ProbeDetails,
+  type ProbeOptions,
+} from './dependency-probes.js';
 
-type Probe = (signal: AbortSignal) => Promise<ProbeDetails>;
+type Probe = (options: ProbeOptions) => Promise<ProbeDetails>;
 
 /**
  * Readiness of this replica: every configured dependency answers a real request within the
@@ -28,22 +35,26 @@ export class DependencyHealth {
     const eureka = config.get('eureka', { infer: true });
     this.timeoutMs = config.get('readinessTimeoutMs', { infer: true });
     this.probes = [
-      ['mongodb', (signal) => probeMongo(mongodb.uri, signal)],
-      ['kafka', (signal) => probeKafka(kafka.brokers, signal, `${kafka.clientId}-readiness`)],
+      ['mongodb', (options) => probeMongo(mongodb.uri, options)],
+      ['kafka', (options) => probeKafka(kafka.brokers, options, `${kafka.clientId}-readiness`)],
     ];
-    if (zk) this.probes.push(['zookeeper', (signal) => probeZookeeper(zk.connect, signal)]);
-    if (eureka) this.probes.push(['eureka', (signal) => probeEureka(eureka.urls, signal)]);
+    if (zk) this.probes.push(['zookeeper', (options) => probeZookeeper(zk.connect, options)]);
+    if (eureka) this.probes.push(['eureka', (options) => probeEureka(eureka.urls, options)]);
   }
 
   checks(): HealthIndicatorFunction[] {
-    return this.probes.map(([name, probe]) => () => this.run(name, probe));
+    return this.probes.map(
+      ([name, probe]) =>
+        () =>
+          this.run(name, probe),
+    );
   }
 
   private async run(name: string, probe: Probe) {
     const stopTimer = this.metrics.dependencyProbeDuration.startTimer({ dependency: name });
     const result = await this.indicators
       .check(name)
-      .attempt(({ signal }) => probe(signal))
+      .attempt(({ signal }) => probe({ timeoutMs: this.timeoutMs, signal }))
       .withTimeout(this.timeoutMs);
     const up = result[name]?.status === 'up';
     stopTimer({ outcome: up ? 'up' : 'down' });

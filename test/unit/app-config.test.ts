@@ -1,0 +1,106 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/app-config.js';
+
+const required = { MONGODB_URI: 'mongodb://127.0.0.1:27017/steward', KAFKA_BROKERS: '127.0.0.1:9092' };
+
+function errorsOf(env: Record<string, string>): string[] {
+  const result = parseConfig(env);
+  if (result.ok) throw new Error('expected the configuration to be rejected');
+  return result.errors;
+}
+
+describe('parseConfig', () => {
+  it('applies defaults when only the required variables are set', () => {
+    const result = parseConfig(required);
+    expect(result).toEqual({
+      ok: true,
+      config: {
+        env: 'development',
+        http: { host: '127.0.0.1', port: 3000 },
+        logLevel: 'info',
+        readinessTimeoutMs: 2000,
+        shutdown: { drainMs: 0, timeoutMs: 15000 },
+        mongodb: { uri: 'mongodb://127.0.0.1:27017/steward' },
+        kafka: { brokers: ['127.0.0.1:9092'], clientId: 'steward' },
+        zookeeper: null,
+        eureka: null,
+      },
+    });
+  });
+
+  it('reads every variable, splitting and trimming lists', () => {
+    const result = parseConfig({
+      ...required,
+      NODE_ENV: 'production',
+      HOST: '0.0.0.0',
+      PORT: '8080',
+      LOG_LEVEL: 'debug',
+      READINESS_TIMEOUT_MS: '1500',
+      SHUTDOWN_DRAIN_MS: '5000',
+      SHUTDOWN_TIMEOUT_MS: '20000',
+      KAFKA_BROKERS: ' kafka-0.kafka:9092 , kafka-1.kafka:9092 ,',
+      ZOOKEEPER_CONNECT: 'zk-0:2181,zk-1:2181/dubbo-prod',
+      EUREKA_URLS: 'http://eureka-a:8761/eureka,https://eureka-b/eureka',
+    });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.config.http).toEqual({ host: '0.0.0.0', port: 8080 });
+    expect(result.config.kafka.brokers).toEqual(['kafka-0.kafka:9092', 'kafka-1.kafka:9092']);
+    expect(result.config.zookeeper).toEqual({ connect: 'zk-0:2181,zk-1:2181/dubbo-prod' });
+    expect(result.config.eureka).toEqual({ urls: ['http://eureka-a:8761/eureka', 'https://eureka-b/eureka'] });
+    expect(result.config.shutdown).toEqual({ drainMs: 5000, timeoutMs: 20000 });
+  });
+
+  it('lists every missing variable at once', () => {
+    expect(errorsOf({})).toEqual(['KAFKA_BROKERS: is required', 'MONGODB_URI: is required']);
+  });
+
+  it('treats empty and blank variables as unset', () => {
+    expect(errorsOf({ MONGODB_URI: '', KAFKA_BROKERS: '   ' })).toEqual([
+      'KAFKA_BROKERS: is required',
+      'MONGODB_URI: is required',
+    ]);
+    const result = parseConfig({ ...required, PORT: '', ZOOKEEPER_CONNECT: '' });
+    expect(result.ok && result.config.http.port).toBe(3000);
+    expect(result.ok && result.config.zookeeper).toBeNull();
+  });
+
+  it('names each bad variable with what is wrong with it', () => {
+    const errors = errorsOf({
+      MONGODB_URI: 'postgres://db/steward',
+      KAFKA_BROKERS: 'localhost',
+      PORT: '70000',
+      LOG_LEVEL: 'loud',
+      READINESS_TIMEOUT_MS: 'soon',
+      ZOOKEEPER_CONNECT: 'zk-0',
+      EUREKA_URLS: 'ftp://eureka/eureka',
+    });
+    const names = errors.map((e) => e.split(':')[0]);
+    expect(names).toEqual([
+      'EUREKA_URLS',
+      'KAFKA_BROKERS',
+      'LOG_LEVEL',
+      'MONGODB_URI',
+      'PORT',
+      'READINESS_TIMEOUT_MS',
+      'ZOOKEEPER_CONNECT',
+    ]);
+    expect(errors.find((e) => e.startsWith('MONGODB_URI'))).toContain('mongodb://');
+    expect(errors.find((e) => e.startsWith('KAFKA_BROKERS'))).toContain('host:port');
+    expect(errors.find((e) => e.startsWith('ZOOKEEPER_CONNECT'))).toContain('chroot');
+  });
+
+  it.each([
+    ['KAFKA_BROKERS', '127.0.0.1:0'],
+    ['KAFKA_BROKERS', '127.0.0.1:65536'],
+    ['KAFKA_BROKERS', 'a:1,b'],
+    ['ZOOKEEPER_CONNECT', '/chroot-only'],
+    ['ZOOKEEPER_CONNECT', 'zk:99999'],
+    ['EUREKA_URLS', 'not a url'],
+    ['PORT', '3000.5'],
+    ['SHUTDOWN_TIMEOUT_MS', '10'],
+    ['NODE_ENV', 'staging'],
+  ])('rejects %s=%s', (name, value) => {
+    expect(errorsOf({ ...required, [name]: value }).map((e) => e.split(':')[0])).toEqual([name]);
+  });
+});
