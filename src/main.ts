@@ -14,7 +14,8 @@ async function main(): Promise<void> {
   }
   const { config } = parsed;
   const app = await createApp(config);
-  app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
+  // process.exit(0) after close, rather than re-raising the signal: pino flushes and the exit code is 0.
+  app.enableShutdownHooks(['SIGTERM', 'SIGINT'], { useProcessExit: true });
 
   // A hung dependency must not keep a terminating pod alive forever.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

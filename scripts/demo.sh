@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The main job: installs what is missing, brings up the local real stack (ZooKeeper, Kafka, Eureka,
+# FerretDB), and runs the Steward server against it in the foreground. Ctrl-C stops the server;
+# `npm run stack:down` stops the stack.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+check_toolchains
+ensure_node_modules
+echo "[demo] build"
+npm run --silent build
+npx tsx stack/stack.ts up
+eval "$(npx tsx stack/stack.ts env)"
+export PORT="${PORT:-3000}" HOST="${HOST:-127.0.0.1}"
+base="http://${HOST}:${PORT}"
+cat <<MSG
+
+  Steward is starting at ${base}
+    API docs (OpenAPI UI)  ${base}/docs
+    readiness              ${base}/readyz
+    metrics                ${base}/metrics
+  Stop the server with Ctrl-C, the stack with: npm run stack:down
+
+MSG
+exec node dist/main.js
