@@ -131,7 +131,7 @@ describe('ServiceCatalog', () => {
       ['removed', '10.0.0.1'],
       ['added', '10.0.0.3'],
     ]);
-    expect(catalog.size()).toEqual({ applications: 1, instanceCount: 2, registrations: 2 });
+    expect(catalog.size()).toEqual({ applications: 1, instances: 2, registrations: 2 });
   });
 
   it('filters and pages instances and applications', () => {
