@@ -2,6 +2,7 @@ import zookeeper from 'node-zookeeper-client';
 import type { DubboServiceRef, Registration, RegistrationSink, RegistrySource, SourceLogger } from '../registration.js';
 import { BadInstanceData, methodsFromServiceDefinition, parseInstanceData, servicesFromMetadataInfo } from './dubbo-instance.js';
 import { BadDubboUrl, ENCODED_URL_MARK, registrationFromZnode, serviceKey } from './dubbo-url.js';
+import { isNoNode, zkError } from './zk-errors.js';
 
 export interface ZookeeperDubboSourceOptions {
   /** ZooKeeper connect string, `host:port[,host:port…][/chroot]`. */
@@ -48,16 +49,6 @@ class Limiter {
       this.waiting.shift()?.();
     }
   }
-}
-
-/** The client's errors are `Exception` objects (a code) or plain errors, typed as either. */
-function codeOf(error: unknown): number {
-  const getCode = (error as { getCode?: unknown }).getCode;
-  return typeof getCode === 'function' ? (error as zookeeper.Exception).getCode() : -1;
-}
-
-function zkError(error: unknown): Error {
-  return new Error(`ZooKeeper: ${String((error as { message?: unknown }).message ?? error)}`);
 }
 
 /**
@@ -156,6 +147,16 @@ export class ZookeeperDubboSource implements RegistrySource {
       } else if (state === zookeeper.State.DISCONNECTED) {
         // The client reconnects by itself and re-registers our watches; until then we are stale.
         this.setReachable(false, 'disconnected from ZooKeeper');
+        // Like Curator: cut off for longer than the session timeout, the session is as good as
+        // lost. A replaced server would even refuse the old client (it has seen a newer zxid), so
+        // start afresh rather than wait forever.
+        clearTimeout(this.unreachableTimer);
+        this.unreachableTimer = setTimeout(() => {
+          if (generation !== this.generation || client.getState() === zookeeper.State.SYNC_CONNECTED) return;
+          this.options.logger?.warn({ source: this.id }, 'ZooKeeper unreachable beyond the session timeout: new session');
+          this.openSession();
+        }, this.sessionTimeoutMs);
+        this.unreachableTimer.unref();
       } else if (state === zookeeper.State.EXPIRED) {
         this.options.logger?.warn({ source: this.id }, 'ZooKeeper session expired: new session and full resync');
         this.setReachable(false, 'session expired');
@@ -250,7 +251,7 @@ export class ZookeeperDubboSource implements RegistrySource {
               this.stats.childrenListed += names.length;
               return resolve(names);
             }
-            if (codeOf(error) !== zookeeper.Exception.NO_NODE) return reject(zkError(error));
+            if (!isNoNode(error)) return reject(zkError(error));
             // Not there: watch for its creation instead.
             client.exists(path, this.watcher(generation, path, reread), (existsError, stat) => {
               if (existsError) reject(zkError(existsError));
@@ -271,7 +272,7 @@ export class ZookeeperDubboSource implements RegistrySource {
           this.stats.dataReads += 1;
           const callback = (error: unknown, data: Buffer | undefined) => {
             if (!error) return resolve(data);
-            if (codeOf(error) === zookeeper.Exception.NO_NODE) return resolve(undefined);
+            if (isNoNode(error)) return resolve(undefined);
             reject(zkError(error));
           };
           if (reread) client.getData(path, this.watcher(generation, path, reread), callback);
@@ -441,7 +442,7 @@ export class ZookeeperDubboSource implements RegistrySource {
           new Promise<string[]>((resolve, reject) =>
             client.getChildren(`/${root}/mapping`, (error, names) => {
               if (!error) resolve(names);
-              else if (codeOf(error) === zookeeper.Exception.NO_NODE) resolve([]);
+              else if (isNoNode(error)) resolve([]);
               else reject(zkError(error));
             }),
           ),
