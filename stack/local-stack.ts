@@ -96,7 +96,14 @@ export function defaultOptions(log: (line: string) => void = console.log): Stack
 }
 
 /** The environment a Steward server needs to use this stack. */
-export function serverEnv(ports: StackPorts): Record<string, string> {
+export interface StackServerEnv {
+  MONGODB_URI: string;
+  KAFKA_BROKERS: string;
+  ZOOKEEPER_CONNECT: string;
+  EUREKA_URLS: string;
+}
+
+export function serverEnv(ports: StackPorts): StackServerEnv {
   return {
     MONGODB_URI: `mongodb://127.0.0.1:${ports.mongodb}/steward`,
     KAFKA_BROKERS: `127.0.0.1:${ports.kafka}`,
