@@ -1,9 +1,13 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
+import { MongooseModule } from '@nestjs/mongoose';
+import type { Connection } from 'mongoose';
 import { LoggerModule } from 'nestjs-pino';
+import { keepConnecting } from './common/mongo-connection.js';
 import type { AppConfig } from './config/app-config.js';
 import { HealthModule } from './health/health.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
+import { RegistryBridgeModule } from './registry-bridge/registry-bridge.module.js';
 
 /** Paths probed every few seconds by orchestrators and scrapers: not worth a log line each. */
 const QUIET_PATHS = new Set(['/livez', '/readyz', '/metrics']);
@@ -24,8 +28,17 @@ export class AppModule {
             autoLogging: { ignore: (req) => QUIET_PATHS.has((req.url ?? '').split('?')[0] ?? '') },
           },
         }),
+        // Lazy and retried: the server starts (and reports /readyz red) while the database is
+        // away; queries wait for it (mongoose buffers them up to 10 s) instead.
+        MongooseModule.forRoot(config.mongodb.uri, {
+          lazyConnection: true,
+          serverSelectionTimeoutMS: 5_000,
+          connectionFactory: (connection: Connection) =>
+            keepConnecting(connection, config.mongodb.uri, { serverSelectionTimeoutMS: 5_000 }),
+        }),
         MetricsModule,
         HealthModule,
+        RegistryBridgeModule,
       ],
     };
   }

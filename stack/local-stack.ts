@@ -531,7 +531,7 @@ export class LocalStack {
           command: 'java',
           args: [
             '-Xms64m',
-            '-Xmx384m',
+            '-Xmx768m',
             '-XX:+UseSerialGC',
             `-Dsteward.stack.dir=${dataDir}`,
             '-jar',

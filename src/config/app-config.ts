@@ -50,6 +50,17 @@ export const ENV_SCHEMA = z.object({
       return hosts.length > 0 && hosts.every((e) => hostPort.test(e) && validPort(e));
     }, 'must be host:port[,host:port...][/chroot]')
     .optional(),
+  ZOOKEEPER_DUBBO_ROOTS: z
+    .string()
+    .transform(list)
+    .refine(
+      (roots) => roots.length > 0 && roots.every((r) => /^[A-Za-z0-9._-]+$/.test(r)),
+      'must be a comma-separated list of znode names such as dubbo',
+    )
+    .default(['dubbo']),
+  ZOOKEEPER_SESSION_TIMEOUT_MS: millis(2_000, 120_000).default(30_000),
+  EUREKA_FETCH_INTERVAL_MS: millis(1_000, 600_000).default(30_000),
+  REGISTRY_DEBOUNCE_MS: millis(0, 10_000).default(100),
   EUREKA_URLS: z
     .string()
     .transform(list)
@@ -70,9 +81,10 @@ export interface AppConfig {
   mongodb: { uri: string };
   kafka: { brokers: string[]; clientId: string };
   /** Absent when this deployment reads no ZooKeeper registry. */
-  zookeeper: { connect: string } | null;
+  zookeeper: { connect: string; dubboRoots: string[]; sessionTimeoutMs: number } | null;
   /** Absent when this deployment reads no Eureka registry. */
-  eureka: { urls: string[] } | null;
+  eureka: { urls: string[]; fetchIntervalMs: number } | null;
+  registry: { debounceMs: number };
 }
 
 export type ConfigResult = { ok: true; config: AppConfig } | { ok: false; errors: string[] };
@@ -103,8 +115,11 @@ export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
       shutdown: { drainMs: e.SHUTDOWN_DRAIN_MS, timeoutMs: e.SHUTDOWN_TIMEOUT_MS },
       mongodb: { uri: e.MONGODB_URI },
       kafka: { brokers: e.KAFKA_BROKERS, clientId: e.KAFKA_CLIENT_ID },
-      zookeeper: e.ZOOKEEPER_CONNECT ? { connect: e.ZOOKEEPER_CONNECT } : null,
-      eureka: e.EUREKA_URLS ? { urls: e.EUREKA_URLS } : null,
+      zookeeper: e.ZOOKEEPER_CONNECT
+        ? { connect: e.ZOOKEEPER_CONNECT, dubboRoots: e.ZOOKEEPER_DUBBO_ROOTS, sessionTimeoutMs: e.ZOOKEEPER_SESSION_TIMEOUT_MS }
+        : null,
+      eureka: e.EUREKA_URLS ? { urls: e.EUREKA_URLS, fetchIntervalMs: e.EUREKA_FETCH_INTERVAL_MS } : null,
+      registry: { debounceMs: e.REGISTRY_DEBOUNCE_MS },
     },
   };
 }

@@ -58,6 +58,8 @@ export interface RegistrationSink {
 /** A registry reader: the port behind which ZooKeeper and Eureka adapters live. */
 export interface RegistrySource {
   readonly id: string;
+  /** Counters of the source's own work (reads, fetches, resyncs), shown with its health. */
+  readonly stats: object;
   start(sink: RegistrationSink): Promise<void>;
   stop(): Promise<void>;
 }

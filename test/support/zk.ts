@@ -23,8 +23,13 @@ export class ZkWriter {
   }
 
   /** Creates `path` (parents too) with data; ephemeral nodes vanish with this writer's session. */
-  async create(path: string, data?: string | Buffer, mode: 'persistent' | 'ephemeral' = 'persistent'): Promise<void> {
-    await this.mkdirp(path.slice(0, path.lastIndexOf('/')) || '/');
+  async create(
+    path: string,
+    data?: string | Buffer,
+    mode: 'persistent' | 'ephemeral' = 'persistent',
+    parents = true,
+  ): Promise<void> {
+    if (parents) await this.mkdirp(path.slice(0, path.lastIndexOf('/')) || '/');
     const createMode = mode === 'ephemeral' ? zookeeper.CreateMode.EPHEMERAL : zookeeper.CreateMode.PERSISTENT;
     const buffer = data === undefined ? undefined : Buffer.isBuffer(data) ? data : Buffer.from(data);
     await new Promise<void>((resolve, reject) =>

@@ -24,6 +24,7 @@ describe('parseConfig', () => {
         kafka: { brokers: ['127.0.0.1:9092'], clientId: 'steward' },
         zookeeper: null,
         eureka: null,
+        registry: { debounceMs: 100 },
       },
     });
   });
@@ -41,13 +42,22 @@ describe('parseConfig', () => {
       KAFKA_BROKERS: ' kafka-0.kafka:9092 , kafka-1.kafka:9092 ,',
       ZOOKEEPER_CONNECT: 'zk-0:2181,zk-1:2181/dubbo-prod',
       EUREKA_URLS: 'http://eureka-a:8761/eureka,https://eureka-b/eureka',
+      ZOOKEEPER_DUBBO_ROOTS: 'dubbo, dubbo-gray',
+      EUREKA_FETCH_INTERVAL_MS: '5000',
     });
     expect(result.ok).toBe(true);
     if (!result.ok) return;
     expect(result.config.http).toEqual({ host: '0.0.0.0', port: 8080 });
     expect(result.config.kafka.brokers).toEqual(['kafka-0.kafka:9092', 'kafka-1.kafka:9092']);
-    expect(result.config.zookeeper).toEqual({ connect: 'zk-0:2181,zk-1:2181/dubbo-prod' });
-    expect(result.config.eureka).toEqual({ urls: ['http://eureka-a:8761/eureka', 'https://eureka-b/eureka'] });
+    expect(result.config.zookeeper).toEqual({
+      connect: 'zk-0:2181,zk-1:2181/dubbo-prod',
+      dubboRoots: ['dubbo', 'dubbo-gray'],
+      sessionTimeoutMs: 30000,
+    });
+    expect(result.config.eureka).toEqual({
+      urls: ['http://eureka-a:8761/eureka', 'https://eureka-b/eureka'],
+      fetchIntervalMs: 5000,
+    });
     expect(result.config.shutdown).toEqual({ drainMs: 5000, timeoutMs: 20000 });
   });
 
@@ -100,6 +110,8 @@ describe('parseConfig', () => {
     ['PORT', '3000.5'],
     ['SHUTDOWN_TIMEOUT_MS', '10'],
     ['NODE_ENV', 'staging'],
+    ['ZOOKEEPER_DUBBO_ROOTS', 'dubbo/providers'],
+    ['EUREKA_FETCH_INTERVAL_MS', '10'],
   ])('rejects %s=%s', (name, value) => {
     expect(errorsOf({ ...required, [name]: value }).map((e) => e.split(':')[0])).toEqual([name]);
   });

@@ -1,0 +1,205 @@
+import { randomUUID } from 'node:crypto';
+import {
+  BadGatewayException,
+  BadRequestException,
+  ConflictException,
+  Injectable,
+  NotFoundException,
+  type OnModuleDestroy,
+} from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
+import { InjectModel } from '@nestjs/mongoose';
+import type { Model } from 'mongoose';
+import type { AppConfig } from '../../config/app-config.js';
+import type { CatalogInstance } from '../catalog.js';
+import { EurekaHttpClient } from '../eureka/eureka-http.js';
+import { RegistryBridge } from '../registry-bridge.service.js';
+import { DubboConfiguratorWriter } from './dubbo-configurator.writer.js';
+import { NATIVE_CONTROL, type NativeControl } from './native-control.model.js';
+
+export interface Actor {
+  actor: string;
+  from: string;
+  reason: string;
+}
+
+/**
+ * Controls for applications that run no agent, written in the registry's own language:
+ *
+ * - a Dubbo provider instance is isolated with a configurator entry `disabled: true` for its
+ *   address, and weighted with `weight: N` (consumers apply both live, without a restart);
+ * - a Eureka instance is isolated with the status override `OUT_OF_SERVICE`, which Eureka clients
+ *   (Ribbon, Spring Cloud LoadBalancer) skip.
+ *
+ * Each control is recorded before it is reported done, and undone by reverting it.
+ */
+@Injectable()
+export class NativeControls implements OnModuleDestroy {
+  private readonly dubbo?: DubboConfiguratorWriter;
+  private readonly eureka?: EurekaHttpClient;
+
+  constructor(
+    config: ConfigService<AppConfig, true>,
+    private readonly bridge: RegistryBridge,
+    @InjectModel(NATIVE_CONTROL) private readonly controls: Model<NativeControl>,
+  ) {
+    const zk = config.get('zookeeper', { infer: true });
+    if (zk) this.dubbo = new DubboConfiguratorWriter(zk.connect, zk.dubboRoots[0]);
+    const eureka = config.get('eureka', { infer: true });
+    if (eureka) this.eureka = new EurekaHttpClient({ urls: eureka.urls });
+  }
+
+  onModuleDestroy(): void {
+    this.dubbo?.close();
+  }
+
+  list(
+    filter: { application?: string; instanceId?: string; state?: NativeControl['state'] },
+    page: { offset: number; limit: number },
+  ): Promise<[NativeControl[], number]> {
+    const query = this.controls.find(filter).sort({ createdAt: -1 }).skip(page.offset).limit(page.limit).lean<NativeControl[]>();
+    return Promise.all([query.exec(), this.controls.countDocuments(filter).exec()]);
+  }
+
+  async get(id: string): Promise<NativeControl> {
+    const control = await this.controls.findById(id).lean().exec();
+    if (!control) throw new NotFoundException(`no control "${id}"`);
+    return control;
+  }
+
+  async isolate(instanceId: string, who: Actor): Promise<NativeControl> {
+    const instance = this.instance(instanceId);
+    if (await this.controls.exists({ instanceId, action: 'isolate', state: { $in: ['pending', 'active'] } })) {
+      throw new ConflictException(`instance ${instanceId} is already isolated; revert that control to restore it`);
+    }
+    if (instance.kind === 'dubbo') {
+      const writer = this.requireDubbo(instance);
+      return this.record(instance, 'isolate', who, { registry: 'zookeeper', target: writer.pathOf(instance.application) }, () =>
+        writer.apply(instance.application, this.entry(instance, 'disabled', true)),
+      );
+    }
+    const { app, id } = this.eurekaInstance(instance);
+    const client = this.requireEureka();
+    return this.record(instance, 'isolate', who, { registry: 'eureka', target: `${app}/${id}` }, () =>
+      client.overrideStatus(app, id, 'OUT_OF_SERVICE'),
+    );
+  }
+
+  async weight(instanceId: string, weight: number, who: Actor): Promise<NativeControl> {
+    const instance = this.instance(instanceId);
+    if (instance.kind !== 'dubbo') throw new BadRequestException('weights are a Dubbo control; Eureka has no weight');
+    const writer = this.requireDubbo(instance);
+    const previous = await this.controls.find({ instanceId, action: 'weight', state: 'active' }).lean().exec();
+    const control = await this.record(
+      instance,
+      'weight',
+      who,
+      { registry: 'zookeeper', target: writer.pathOf(instance.application), weight },
+      () => writer.apply(instance.application, this.entry(instance, 'weight', weight)),
+    );
+    // The new entry replaced the old one in the configurator: the old control is superseded.
+    await this.controls.updateMany({ _id: { $in: previous.map((p) => p._id) } }, { $set: { state: 'superseded' } }).exec();
+    return control;
+  }
+
+  async revert(id: string, who: Actor): Promise<NativeControl> {
+    const control = await this.get(id);
+    if (control.state !== 'active') throw new ConflictException(`control ${id} is ${control.state}, not active`);
+    try {
+      if (control.registry === 'zookeeper') {
+        const entry = { address: `${control.host}:${control.port}`, side: 'provider' as const };
+        await this.requireDubboWriter().retract(control.application, {
+          ...entry,
+          parameter: control.action === 'isolate' ? 'disabled' : 'weight',
+        });
+      } else {
+        const [app, instance] = splitOnce(control.target, '/');
+        await this.requireEureka().removeStatusOverride(app, instance);
+      }
+    } catch (error) {
+      throw new BadGatewayException(`could not undo ${control.action} in ${control.registry}: ${(error as Error).message}`);
+    }
+    const reverted = await this.controls
+      .findOneAndUpdate(
+        { _id: id, state: 'active' },
+        { $set: { state: 'reverted', revertedAt: new Date(), revertedBy: who.actor } },
+        { new: true },
+      )
+      .lean()
+      .exec();
+    if (!reverted) throw new ConflictException(`control ${id} changed while it was being reverted`);
+    return reverted;
+  }
+
+  private instance(id: string): CatalogInstance {
+    const instance = this.bridge.catalog.instance(id);
+    if (!instance) throw new NotFoundException(`no instance "${id}" in the catalog`);
+    return instance;
+  }
+
+  /** Dubbo providers obey a provider-side configurator for their own address. */
+  private entry(instance: CatalogInstance, parameter: string, value: boolean | number) {
+    return { address: `${instance.host}:${instance.port}`, side: 'provider' as const, parameter, value };
+  }
+
+  private eurekaInstance(instance: CatalogInstance): { app: string; id: string } {
+    const registration = this.bridge.catalog.registrationsOf(instance.id).find((r) => r.sourceKind === 'eureka');
+    if (!registration) throw new BadRequestException(`instance ${instance.id} is not registered in Eureka`);
+    const [app, id] = splitOnce(registration.key, '/');
+    return { app, id };
+  }
+
+  private requireDubbo(instance: CatalogInstance): DubboConfiguratorWriter {
+    if (!instance.sourceKinds.includes('zookeeper'))
+      throw new BadRequestException(`instance ${instance.id} is not registered in ZooKeeper`);
+    return this.requireDubboWriter();
+  }
+
+  private requireDubboWriter(): DubboConfiguratorWriter {
+    if (!this.dubbo) throw new BadRequestException('no ZooKeeper is configured (ZOOKEEPER_CONNECT)');
+    return this.dubbo;
+  }
+
+  private requireEureka(): EurekaHttpClient {
+    if (!this.eureka) throw new BadRequestException('no Eureka is configured (EUREKA_URLS)');
+    return this.eureka;
+  }
+
+  private async record(
+    instance: CatalogInstance,
+    action: NativeControl['action'],
+    who: Actor,
+    write: Pick<NativeControl, 'registry' | 'target'> & { weight?: number },
+    apply: () => Promise<unknown>,
+  ): Promise<NativeControl> {
+    const control: NativeControl = {
+      _id: randomUUID(),
+      action,
+      application: instance.application,
+      instanceId: instance.id,
+      host: instance.host,
+      port: instance.port,
+      ...write,
+      state: 'active',
+      actor: who.actor,
+      from: who.from,
+      reason: who.reason,
+      createdAt: new Date(),
+    };
+    // Recorded first: a control that cannot be recorded is not made.
+    await this.controls.create({ ...control, state: 'pending' });
+    try {
+      await apply();
+    } catch (error) {
+      await this.controls.updateOne({ _id: control._id }, { $set: { state: 'failed', error: (error as Error).message } }).exec();
+      throw new BadGatewayException(`${write.registry} refused the ${action}: ${(error as Error).message}`);
+    }
+    await this.controls.updateOne({ _id: control._id }, { $set: { state: 'active' } }).exec();
+    return control;
+  }
+}
+
+function splitOnce(value: string, separator: string): [string, string] {
+  const at = value.indexOf(separator);
+  return at === -1 ? [value, ''] : [value.slice(0, at), value.slice(at + 1)];
+}
