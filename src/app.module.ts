@@ -5,6 +5,8 @@ import type { Connection } from 'mongoose';
 import { LoggerModule } from 'nestjs-pino';
 import { keepConnecting } from './common/mongo-connection.js';
 import type { AppConfig } from './config/app-config.js';
+import { AuditModule } from './audit/audit.module.js';
+import { AuthModule } from './auth/auth.module.js';
 import { HealthModule } from './health/health.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
 import { RegistryBridgeModule } from './registry-bridge/registry-bridge.module.js';
@@ -38,6 +40,8 @@ export class AppModule {
         }),
         MetricsModule,
         HealthModule,
+        AuditModule,
+        AuthModule,
         RegistryBridgeModule,
       ],
     };

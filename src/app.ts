@@ -26,6 +26,11 @@ export async function createApp(config: AppConfig): Promise<NestExpressApplicati
       .setTitle('Steward API')
       .setDescription('Service catalog, governance rules, agents and call statistics for Dubbo and Spring Cloud estates.')
       .setVersion('0.1.0')
+      .addBearerAuth({
+        type: 'http',
+        scheme: 'bearer',
+        description: 'an API token: stw_<id>.<secret>, or the bootstrap ADMIN_TOKEN',
+      })
       .build(),
   );
   SwaggerModule.setup(OPENAPI_UI_PATH, app, document, { jsonDocumentUrl: OPENAPI_JSON_PATH });

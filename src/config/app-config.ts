@@ -61,6 +61,8 @@ export const ENV_SCHEMA = z.object({
   ZOOKEEPER_SESSION_TIMEOUT_MS: millis(2_000, 120_000).default(30_000),
   EUREKA_FETCH_INTERVAL_MS: millis(1_000, 600_000).default(30_000),
   REGISTRY_DEBOUNCE_MS: millis(0, 10_000).default(100),
+  // The first admin's token; later tokens are issued through the API and stored hashed.
+  ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').max(512).optional(),
   EUREKA_URLS: z
     .string()
     .transform(list)
@@ -85,6 +87,7 @@ export interface AppConfig {
   /** Absent when this deployment reads no Eureka registry. */
   eureka: { urls: string[]; fetchIntervalMs: number } | null;
   registry: { debounceMs: number };
+  auth: { adminToken?: string };
 }
 
 export type ConfigResult = { ok: true; config: AppConfig } | { ok: false; errors: string[] };
@@ -120,6 +123,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
         : null,
       eureka: e.EUREKA_URLS ? { urls: e.EUREKA_URLS, fetchIntervalMs: e.EUREKA_FETCH_INTERVAL_MS } : null,
       registry: { debounceMs: e.REGISTRY_DEBOUNCE_MS },
+      auth: e.ADMIN_TOKEN ? { adminToken: e.ADMIN_TOKEN } : {},
     },
   };
 }

@@ -1,9 +1,11 @@
 import { Controller, Get } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckService } from '@nestjs/terminus';
+import { Public } from '../auth/principal.js';
 import { DependencyHealth } from './dependency.health.js';
 
 @ApiTags('operations')
+@Public()
 @Controller()
 export class HealthController {
   constructor(

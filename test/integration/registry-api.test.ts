@@ -38,16 +38,13 @@ describe('registry API over the real ZooKeeper and Eureka', () => {
   let zk: ZkWriter;
   const eureka = new EurekaTestRegistry(stackEnv.EUREKA_URLS);
   const EUREKA_APP = APP.toUpperCase();
+  let operator = '';
   const get = async <T>(path: string): Promise<{ status: number; body: T }> => {
-    const res = await fetch(`${server.url}${path}`);
+    const res = await server.api(path, { token: operator });
     return { status: res.status, body: (await res.json()) as T };
   };
   const post = async <T>(path: string, body: unknown): Promise<{ status: number; body: T }> => {
-    const res = await fetch(`${server.url}${path}`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', 'x-steward-actor': 'alice' },
-      body: JSON.stringify(body),
-    });
+    const res = await server.api(path, { method: 'POST', json: body, token: operator });
     return { status: res.status, body: (await res.json()) as T };
   };
 
@@ -57,6 +54,8 @@ describe('registry API over the real ZooKeeper and Eureka', () => {
     await zk.create(`/${root}/${IFACE}/providers/${provider('10.20.0.2', 20880)}`);
     await eureka.register({ app: EUREKA_APP, instanceId: `10.20.0.1:${APP}:8080`, ip: '10.20.0.1', port: 8080 });
     server = await startApp({ ZOOKEEPER_DUBBO_ROOTS: root, EUREKA_FETCH_INTERVAL_MS: '1000', REGISTRY_DEBOUNCE_MS: '50' });
+    const issued = await server.api('/api/tokens', { method: 'POST', json: { name: `alice-${run}`, role: 'operator' } });
+    operator = ((await issued.json()) as { token: string }).token;
     await until(
       () => get<{ instanceCount?: number }>(`/api/registry/applications/${APP}`),
       (r) => r.body.instanceCount === 3,
@@ -112,7 +111,7 @@ describe('registry API over the real ZooKeeper and Eureka', () => {
 
   it('streams changes as Server-Sent Events', async () => {
     const abort = new AbortController();
-    const res = await fetch(`${server.url}/api/registry/changes`, { signal: abort.signal });
+    const res = await server.api('/api/registry/changes', { signal: abort.signal, token: operator });
     expect(res.headers.get('content-type')).toContain('text/event-stream');
     const reader = res.body!.getReader() as ReadableStreamDefaultReader<Uint8Array>;
     const decoder = new TextDecoder();
@@ -140,7 +139,11 @@ describe('registry API over the real ZooKeeper and Eureka', () => {
       reason: 'bad host',
     });
     expect(created.status).toBe(201);
-    expect(created.body).toMatchObject({ state: 'active', actor: 'alice', target: `/${root}/config/dubbo/${APP}.configurators` });
+    expect(created.body).toMatchObject({
+      state: 'active',
+      actor: `alice-${run}`,
+      target: `/${root}/config/dubbo/${APP}.configurators`,
+    });
     const yaml = parse((await zk.getData(created.body.target))!.toString()) as Record<string, unknown>;
     expect(yaml).toMatchObject({
       configVersion: 'v3.0',
@@ -161,7 +164,7 @@ describe('registry API over the real ZooKeeper and Eureka', () => {
     expect(both.configs).toHaveLength(2);
 
     const reverted = await post<{ state: string; revertedBy: string }>(`/api/registry/controls/${created.body._id}/revert`, {});
-    expect(reverted.body).toMatchObject({ state: 'reverted', revertedBy: 'alice' });
+    expect(reverted.body).toMatchObject({ state: 'reverted', revertedBy: `alice-${run}` });
     const left = parse((await zk.getData(created.body.target))!.toString()) as { configs: unknown[] };
     expect(left.configs).toEqual([{ addresses: ['10.20.0.2:20880'], side: 'provider', parameters: { weight: 10 } }]);
     await post(`/api/registry/controls/${weighted.body._id}/revert`, {});

@@ -1,7 +1,7 @@
-import { Body, Controller, Get, HttpCode, Param, Post, Query, Req } from '@nestjs/common';
-import { ApiBody, ApiHeader, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
-import type { Request } from 'express';
+import { Body, Controller, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
+import { CurrentPrincipal, type Principal } from '../../auth/principal.js';
 import { ZodValidationPipe } from '../../common/zod-validation.pipe.js';
 import type { Page } from '../registry.controller.js';
 import type { NativeControl } from './native-control.model.js';
@@ -29,14 +29,10 @@ const ListControls = z.strictObject({
   pageSize: z.coerce.number().int().min(1).max(500).default(50),
 });
 
-/** Until API tokens exist, the caller names itself; the address is always recorded. */
-function actorOf(req: Request, reason: string): Actor {
-  const named = req.header('x-steward-actor')?.trim();
-  return { actor: named ? named.slice(0, 200) : 'anonymous', from: req.ip ?? 'unknown', reason };
-}
+const actorOf = (who: Principal, reason: string): Actor => ({ actor: who.name, role: who.role, from: who.from, reason });
 
 @ApiTags('registry')
-@ApiHeader({ name: 'x-steward-actor', required: false, description: 'who is acting (recorded with the control)' })
+@ApiBearerAuth()
 @Controller('api/registry/controls')
 export class NativeControlsController {
   constructor(private readonly controls: NativeControls) {}
@@ -50,9 +46,9 @@ export class NativeControlsController {
   @ApiBody({ schema: z.toJSONSchema(CreateControl, { io: 'input' }) as object })
   create(
     @Body(new ZodValidationPipe(CreateControl)) body: z.output<typeof CreateControl>,
-    @Req() req: Request,
+    @CurrentPrincipal() principal: Principal,
   ): Promise<NativeControl> {
-    const who = actorOf(req, body.reason);
+    const who = actorOf(principal, body.reason);
     return body.action === 'isolate'
       ? this.controls.isolate(body.instanceId, who)
       : this.controls.weight(body.instanceId, body.weight, who);
@@ -65,9 +61,9 @@ export class NativeControlsController {
   revert(
     @Param('id') id: string,
     @Body(new ZodValidationPipe(RevertControl)) body: z.output<typeof RevertControl>,
-    @Req() req: Request,
+    @CurrentPrincipal() principal: Principal,
   ) {
-    return this.controls.revert(id, actorOf(req, body.reason));
+    return this.controls.revert(id, actorOf(principal, body.reason));
   }
 
   @Get()

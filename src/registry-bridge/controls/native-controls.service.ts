@@ -10,6 +10,7 @@ import {
 import { ConfigService } from '@nestjs/config';
 import { InjectModel } from '@nestjs/mongoose';
 import type { Model } from 'mongoose';
+import { AuditLog } from '../../audit/audit-log.service.js';
 import type { AppConfig } from '../../config/app-config.js';
 import type { CatalogInstance } from '../catalog.js';
 import { EurekaHttpClient } from '../eureka/eureka-http.js';
@@ -19,6 +20,7 @@ import { NATIVE_CONTROL, type NativeControl } from './native-control.model.js';
 
 export interface Actor {
   actor: string;
+  role: string;
   from: string;
   reason: string;
 }
@@ -41,6 +43,7 @@ export class NativeControls implements OnModuleDestroy {
   constructor(
     config: ConfigService<AppConfig, true>,
     private readonly bridge: RegistryBridge,
+    private readonly audit: AuditLog,
     @InjectModel(NATIVE_CONTROL) private readonly controls: Model<NativeControl>,
   ) {
     const zk = config.get('zookeeper', { infer: true });
@@ -128,6 +131,7 @@ export class NativeControls implements OnModuleDestroy {
       .lean()
       .exec();
     if (!reverted) throw new ConflictException(`control ${id} changed while it was being reverted`);
+    await this.audited(who, `control.revert`, 'ok', 200, reverted, control);
     return reverted;
   }
 
@@ -165,6 +169,29 @@ export class NativeControls implements OnModuleDestroy {
     return this.eureka;
   }
 
+  private audited(
+    who: Actor,
+    action: string,
+    outcome: 'ok' | 'failed',
+    status: number,
+    after: NativeControl,
+    before?: NativeControl,
+  ) {
+    return this.audit.record({
+      actor: who.actor,
+      role: who.role,
+      from: who.from,
+      action,
+      outcome,
+      status,
+      application: after.application,
+      target: after.instanceId,
+      after,
+      ...(before ? { before } : {}),
+      reason: who.reason,
+    });
+  }
+
   private async record(
     instance: CatalogInstance,
     action: NativeControl['action'],
@@ -191,10 +218,13 @@ export class NativeControls implements OnModuleDestroy {
     try {
       await apply();
     } catch (error) {
-      await this.controls.updateOne({ _id: control._id }, { $set: { state: 'failed', error: (error as Error).message } }).exec();
-      throw new BadGatewayException(`${write.registry} refused the ${action}: ${(error as Error).message}`);
+      const failed = { ...control, state: 'failed' as const, error: (error as Error).message };
+      await this.controls.updateOne({ _id: control._id }, { $set: { state: 'failed', error: failed.error } }).exec();
+      await this.audited(who, `control.${action}`, 'failed', 502, failed);
+      throw new BadGatewayException(`${write.registry} refused the ${action}: ${failed.error}`);
     }
     await this.controls.updateOne({ _id: control._id }, { $set: { state: 'active' } }).exec();
+    await this.audited(who, `control.${action}`, 'ok', 201, control);
     return control;
   }
 }
