@@ -13,6 +13,12 @@ npm run --silent build
 npx tsx stack/stack.ts up
 eval "$(npx tsx stack/stack.ts env)"
 export PORT="${PORT:-3000}" HOST="${HOST:-127.0.0.1}"
+# The demo's admin token: kept in .stack/ so a restarted demo accepts the same one.
+if [ -z "${ADMIN_TOKEN:-}" ]; then
+  [ -s .stack/admin-token ] || node -e 'console.log(require("node:crypto").randomBytes(24).toString("base64url"))' > .stack/admin-token
+  ADMIN_TOKEN="$(cat .stack/admin-token)"
+fi
+export ADMIN_TOKEN
 base="http://${HOST}:${PORT}"
 cat <<MSG
 
@@ -20,6 +26,8 @@ cat <<MSG
     API docs (OpenAPI UI)  ${base}/docs
     readiness              ${base}/readyz
     metrics                ${base}/metrics
+    admin API token        ${ADMIN_TOKEN}
+      e.g. curl -H "Authorization: Bearer \$ADMIN_TOKEN" ${base}/api/registry/applications
   Stop the server with Ctrl-C, the stack with: npm run stack:down
 
 MSG
