@@ -131,26 +131,29 @@ describe('registry API over the real ZooKeeper and Eureka', () => {
     expect(data.map((c) => [c.type, c.instance.host])).toContainEqual(['added', '10.20.0.3']);
   });
 
-  it('isolates and restores a Dubbo provider through a configurator, with a record', async () => {
+  it('isolates and restores a Dubbo provider through a consumer-side configurator, with a record', async () => {
     const id = `${APP}|dubbo|10.20.0.1:20880`;
-    const created = await post<{ _id: string; state: string; actor: string; target: string }>('/api/registry/controls', {
+    const node = `/${root}/config/dubbo/${IFACE}::.configurators`;
+    const item = (address: string, parameters: object) => ({
+      side: 'consumer',
+      addresses: ['0.0.0.0'],
+      providerAddresses: [address],
+      parameters,
+    });
+    const read = async () => parse((await zk.getData(node))!.toString()) as { configs: unknown[] } & Record<string, unknown>;
+    const created = await post<{ _id: string; state: string; actor: string; targets: string[] }>('/api/registry/controls', {
       action: 'isolate',
       instanceId: id,
       reason: 'bad host',
     });
     expect(created.status).toBe(201);
-    expect(created.body).toMatchObject({
-      state: 'active',
-      actor: `alice-${run}`,
-      target: `/${root}/config/dubbo/${APP}.configurators`,
-    });
-    const yaml = parse((await zk.getData(created.body.target))!.toString()) as Record<string, unknown>;
-    expect(yaml).toMatchObject({
+    expect(created.body).toMatchObject({ state: 'active', actor: `alice-${run}`, targets: [node] });
+    expect(await read()).toEqual({
       configVersion: 'v3.0',
-      scope: 'application',
-      key: APP,
+      scope: 'service',
+      key: IFACE,
       enabled: true,
-      configs: [{ addresses: ['10.20.0.1:20880'], side: 'provider', parameters: { disabled: true } }],
+      configs: [item('10.20.0.1:20880', { disabled: true })],
     });
     expect((await post('/api/registry/controls', { action: 'isolate', instanceId: id })).status).toBe(409);
 
@@ -160,15 +163,20 @@ describe('registry API over the real ZooKeeper and Eureka', () => {
       weight: 10,
     });
     expect(weighted.status).toBe(201);
-    const both = parse((await zk.getData(created.body.target))!.toString()) as { configs: unknown[] };
-    expect(both.configs).toHaveLength(2);
+    expect((await read()).configs).toEqual([
+      item('10.20.0.1:20880', { disabled: true }),
+      item('10.20.0.2:20880', { weight: 10 }),
+    ]);
 
+    // Restoring writes disabled:false rather than deleting (Dubbo 3.3 consumers need it).
     const reverted = await post<{ state: string; revertedBy: string }>(`/api/registry/controls/${created.body._id}/revert`, {});
     expect(reverted.body).toMatchObject({ state: 'reverted', revertedBy: `alice-${run}` });
-    const left = parse((await zk.getData(created.body.target))!.toString()) as { configs: unknown[] };
-    expect(left.configs).toEqual([{ addresses: ['10.20.0.2:20880'], side: 'provider', parameters: { weight: 10 } }]);
+    expect((await read()).configs).toEqual([
+      item('10.20.0.2:20880', { weight: 10 }),
+      item('10.20.0.1:20880', { disabled: false }),
+    ]);
     await post(`/api/registry/controls/${weighted.body._id}/revert`, {});
-    expect(await zk.getData(created.body.target)).toBeUndefined();
+    expect((await read()).configs).toEqual([item('10.20.0.1:20880', { disabled: false })]);
 
     const record = await get<{ total: number; items: { action: string; state: string; reason: string }[] }>(
       `/api/registry/controls?application=${APP}`,
@@ -178,11 +186,18 @@ describe('registry API over the real ZooKeeper and Eureka', () => {
       ['isolate', 'reverted'],
     ]);
     expect(record.body.items[1]?.reason).toBe('bad host');
+    const audit = await get<{ items: { action: string; actor: string }[] }>(
+      `/api/audit?application=${APP}&action=control.isolate`,
+    );
+    expect(audit.body.items[0]).toMatchObject({ action: 'control.isolate', actor: `alice-${run}` });
   });
 
   it('isolates and restores a Eureka instance with the OUT_OF_SERVICE override', async () => {
     const id = `${APP}|http|10.20.0.1:8080`;
-    const created = await post<{ _id: string; target: string }>('/api/registry/controls', { action: 'isolate', instanceId: id });
+    const created = await post<{ _id: string; targets: string[] }>('/api/registry/controls', {
+      action: 'isolate',
+      instanceId: id,
+    });
     expect(created.status).toBe(201);
     const eurekaStatus = async () => {
       const res = await fetch(`${stackEnv.EUREKA_URLS}/apps/${EUREKA_APP}`, { headers: { Accept: 'application/json' } });

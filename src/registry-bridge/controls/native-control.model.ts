@@ -15,8 +15,10 @@ export interface NativeControl {
   host: string;
   port: number;
   registry: 'zookeeper' | 'eureka';
-  /** The znode path or the Eureka `APP/instanceId` written. */
-  target: string;
+  /** The configurator znodes, or the Eureka `APP/instanceId`, written. */
+  targets: string[];
+  /** Dubbo: the services of the instance the configurators name (what a revert rewrites). */
+  services?: { interface: string; group: string; version: string }[];
   weight?: number;
   state: ControlState;
   actor: string;
@@ -39,7 +41,8 @@ export const NativeControlSchema = new Schema<NativeControl>(
     host: { type: String, required: true },
     port: { type: Number, required: true },
     registry: { type: String, required: true, enum: ['zookeeper', 'eureka'] },
-    target: { type: String, required: true },
+    targets: { type: [String], required: true },
+    services: { type: Schema.Types.Mixed },
     weight: { type: Number },
     state: { type: String, required: true, enum: ['pending', 'active', 'reverted', 'superseded', 'failed'], index: true },
     actor: { type: String, required: true },

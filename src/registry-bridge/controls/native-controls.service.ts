@@ -15,7 +15,7 @@ import type { AppConfig } from '../../config/app-config.js';
 import type { CatalogInstance } from '../catalog.js';
 import { EurekaHttpClient } from '../eureka/eureka-http.js';
 import { RegistryBridge } from '../registry-bridge.service.js';
-import { DubboConfiguratorWriter } from './dubbo-configurator.writer.js';
+import { DubboConfiguratorWriter, type DubboServiceName } from './dubbo-configurator.writer.js';
 import { NATIVE_CONTROL, type NativeControl } from './native-control.model.js';
 
 export interface Actor {
@@ -28,8 +28,11 @@ export interface Actor {
 /**
  * Controls for applications that run no agent, written in the registry's own language:
  *
- * - a Dubbo provider instance is isolated with a configurator entry `disabled: true` for its
- *   address, and weighted with `weight: N` (consumers apply both live, without a restart);
+ * - a Dubbo provider instance is isolated with a consumer-side, service-scope configurator item
+ *   `disabled: true` naming its address, for each service it provides, and weighted with
+ *   `weight: N` (consumers apply both live, within about 0.2 s); it is restored by writing
+ *   `disabled: false`, not by deleting the item: a Dubbo 3.3 consumer would otherwise never call
+ *   the instance again (see DubboConfiguratorWriter);
  * - a Eureka instance is isolated with the status override `OUT_OF_SERVICE`, which Eureka clients
  *   (Ribbon, Spring Cloud LoadBalancer) skip.
  *
@@ -76,14 +79,19 @@ export class NativeControls implements OnModuleDestroy {
       throw new ConflictException(`instance ${instanceId} is already isolated; revert that control to restore it`);
     }
     if (instance.kind === 'dubbo') {
-      const writer = this.requireDubbo(instance);
-      return this.record(instance, 'isolate', who, { registry: 'zookeeper', target: writer.pathOf(instance.application) }, () =>
-        writer.apply(instance.application, this.entry(instance, 'disabled', true)),
+      const { writer, services } = this.dubboTarget(instance);
+      const address = `${instance.host}:${instance.port}`;
+      return this.record(
+        instance,
+        'isolate',
+        who,
+        { registry: 'zookeeper', targets: services.map((x) => writer.pathOf(x)), services },
+        () => Promise.all(services.map((x) => writer.apply(x, { providerAddress: address, parameter: 'disabled' }, true))),
       );
     }
     const { app, id } = this.eurekaInstance(instance);
     const client = this.requireEureka();
-    return this.record(instance, 'isolate', who, { registry: 'eureka', target: `${app}/${id}` }, () =>
+    return this.record(instance, 'isolate', who, { registry: 'eureka', targets: [`${app}/${id}`] }, () =>
       client.overrideStatus(app, id, 'OUT_OF_SERVICE'),
     );
   }
@@ -91,14 +99,15 @@ export class NativeControls implements OnModuleDestroy {
   async weight(instanceId: string, weight: number, who: Actor): Promise<NativeControl> {
     const instance = this.instance(instanceId);
     if (instance.kind !== 'dubbo') throw new BadRequestException('weights are a Dubbo control; Eureka has no weight');
-    const writer = this.requireDubbo(instance);
+    const { writer, services } = this.dubboTarget(instance);
+    const address = `${instance.host}:${instance.port}`;
     const previous = await this.controls.find({ instanceId, action: 'weight', state: 'active' }).lean().exec();
     const control = await this.record(
       instance,
       'weight',
       who,
-      { registry: 'zookeeper', target: writer.pathOf(instance.application), weight },
-      () => writer.apply(instance.application, this.entry(instance, 'weight', weight)),
+      { registry: 'zookeeper', targets: services.map((x) => writer.pathOf(x)), services, weight },
+      () => Promise.all(services.map((x) => writer.apply(x, { providerAddress: address, parameter: 'weight' }, weight))),
     );
     // The new entry replaced the old one in the configurator: the old control is superseded.
     await this.controls.updateMany({ _id: { $in: previous.map((p) => p._id) } }, { $set: { state: 'superseded' } }).exec();
@@ -110,13 +119,17 @@ export class NativeControls implements OnModuleDestroy {
     if (control.state !== 'active') throw new ConflictException(`control ${id} is ${control.state}, not active`);
     try {
       if (control.registry === 'zookeeper') {
-        const entry = { address: `${control.host}:${control.port}`, side: 'provider' as const };
-        await this.requireDubboWriter().retract(control.application, {
-          ...entry,
-          parameter: control.action === 'isolate' ? 'disabled' : 'weight',
-        });
+        const writer = this.requireDubboWriter();
+        const address = `${control.host}:${control.port}`;
+        await Promise.all(
+          (control.services ?? []).map((x) =>
+            control.action === 'isolate'
+              ? writer.apply(x, { providerAddress: address, parameter: 'disabled' }, false)
+              : writer.retract(x, { providerAddress: address, parameter: 'weight' }),
+          ),
+        );
       } else {
-        const [app, instance] = splitOnce(control.target, '/');
+        const [app, instance] = splitOnce(control.targets[0] ?? '', '/');
         await this.requireEureka().removeStatusOverride(app, instance);
       }
     } catch (error) {
@@ -141,9 +154,16 @@ export class NativeControls implements OnModuleDestroy {
     return instance;
   }
 
-  /** Dubbo providers obey a provider-side configurator for their own address. */
-  private entry(instance: CatalogInstance, parameter: string, value: boolean | number) {
-    return { address: `${instance.host}:${instance.port}`, side: 'provider' as const, parameter, value };
+  /** The writer and the services an instance provides (each gets its own configurator). */
+  private dubboTarget(instance: CatalogInstance): { writer: DubboConfiguratorWriter; services: DubboServiceName[] } {
+    if (!instance.sourceKinds.includes('zookeeper'))
+      throw new BadRequestException(`instance ${instance.id} is not registered in ZooKeeper`);
+    const services = new Map<string, DubboServiceName>();
+    for (const s of instance.services) {
+      if (s.side === 'provider') services.set(s.key, { interface: s.interface, group: s.group, version: s.version });
+    }
+    if (services.size === 0) throw new ConflictException(`instance ${instance.id} provides no service the catalog knows of`);
+    return { writer: this.requireDubboWriter(), services: [...services.values()] };
   }
 
   private eurekaInstance(instance: CatalogInstance): { app: string; id: string } {
@@ -196,7 +216,7 @@ export class NativeControls implements OnModuleDestroy {
     instance: CatalogInstance,
     action: NativeControl['action'],
     who: Actor,
-    write: Pick<NativeControl, 'registry' | 'target'> & { weight?: number },
+    write: Pick<NativeControl, 'registry' | 'targets' | 'services'> & { weight?: number },
     apply: () => Promise<unknown>,
   ): Promise<NativeControl> {
     const control: NativeControl = {
