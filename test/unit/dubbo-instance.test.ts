@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   BadInstanceData,
-  methodsFromServiceDefinition,
+  serviceFromDefinition,
   parseInstanceData,
   servicesFromMetadataInfo,
 } from '../../src/registry-bridge/zookeeper/dubbo-instance.js';
@@ -138,11 +138,17 @@ describe('Dubbo 3 metadata', () => {
     expect(() => servicesFromMetadataInfo(Buffer.from('{"app":"x"}'))).toThrow(BadInstanceData);
   });
 
-  it('reads methods from a service definition, by parameter or by method list', () => {
-    expect(methodsFromServiceDefinition(json({ parameters: { methods: 'get,list' } }))).toEqual(['get', 'list']);
-    expect(
-      methodsFromServiceDefinition(json({ canonicalName: 'x', methods: [{ name: 'a' }, { name: 'b' }, { name: 'a' }] })),
-    ).toEqual(['a', 'b']);
-    expect(() => methodsFromServiceDefinition(Buffer.from('nope'))).toThrow(BadInstanceData);
+  it('reads methods, group and version from a service definition', () => {
+    expect(serviceFromDefinition(json({ parameters: { methods: 'get,list', group: 'g', version: '1.0' } }))).toEqual({
+      methods: ['get', 'list'],
+      group: 'g',
+      version: '1.0',
+    });
+    expect(serviceFromDefinition(json({ canonicalName: 'x', methods: [{ name: 'a' }, { name: 'b' }, { name: 'a' }] }))).toEqual({
+      methods: ['a', 'b'],
+      group: '',
+      version: '',
+    });
+    expect(() => serviceFromDefinition(Buffer.from('nope'))).toThrow(BadInstanceData);
   });
 });

@@ -107,9 +107,9 @@ export function servicesFromMetadataInfo(data: Buffer): DubboServiceRef[] {
 
 /**
  * A full service definition from `/dubbo/metadata/<iface>[/<version>][/<group>]/provider/<app>`:
- * `{"parameters":{…,"methods":"a,b"},"canonicalName","methods":[{"name":…}]}`.
+ * `{"parameters":{…,"group","version","methods":"a,b"},"canonicalName","methods":[{"name":…}]}`.
  */
-export function methodsFromServiceDefinition(data: Buffer): string[] {
+export function serviceFromDefinition(data: Buffer): { methods: string[]; group: string; version: string } {
   let json: unknown;
   try {
     json = JSON.parse(data.toString('utf8'));
@@ -118,7 +118,11 @@ export function methodsFromServiceDefinition(data: Buffer): string[] {
   }
   if (!isRecord(json)) throw new BadInstanceData('service definition is not a JSON object');
   const parameters = isRecord(json['parameters']) ? json['parameters'] : {};
-  if (typeof parameters['methods'] === 'string') return parameters['methods'].split(',').filter(Boolean);
-  const methods = Array.isArray(json['methods']) ? json['methods'] : [];
-  return [...new Set(methods.flatMap((m) => (isRecord(m) && typeof m['name'] === 'string' ? [m['name']] : [])))];
+  const text = (key: string) => (typeof parameters[key] === 'string' ? parameters[key] : '');
+  const listed = Array.isArray(json['methods']) ? json['methods'] : [];
+  const methods =
+    typeof parameters['methods'] === 'string'
+      ? parameters['methods'].split(',').filter(Boolean)
+      : [...new Set(listed.flatMap((m) => (isRecord(m) && typeof m['name'] === 'string' ? [m['name']] : [])))];
+  return { methods, group: text('group'), version: text('version') };
 }

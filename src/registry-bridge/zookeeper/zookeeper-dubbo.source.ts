@@ -1,6 +1,6 @@
 import zookeeper from 'node-zookeeper-client';
 import type { DubboServiceRef, Registration, RegistrationSink, RegistrySource, SourceLogger } from '../registration.js';
-import { BadInstanceData, methodsFromServiceDefinition, parseInstanceData, servicesFromMetadataInfo } from './dubbo-instance.js';
+import { BadInstanceData, parseInstanceData, serviceFromDefinition, servicesFromMetadataInfo } from './dubbo-instance.js';
 import { BadDubboUrl, ENCODED_URL_MARK, registrationFromZnode, serviceKey } from './dubbo-url.js';
 import { isNoNode, zkError } from './zk-errors.js';
 
@@ -92,6 +92,8 @@ export class ZookeeperDubboSource implements RegistrySource {
   private readonly servicesByRevision = new Map<string, Promise<DubboServiceRef[]>>();
   private mapping?: { at: number; apps: Promise<Map<string, string[]>> };
   private readonly reportedBad = new Set<string>();
+  /** Application-level instances whose services were not found yet, and how often we looked. */
+  private readonly emptyLookups = new Map<string, number>();
   readonly stats: ZookeeperSourceStats = { childrenReads: 0, childrenListed: 0, dataReads: 0, resyncs: 0, sessions: 0 };
 
   constructor(private readonly options: ZookeeperDubboSourceOptions) {
@@ -371,6 +373,17 @@ export class ZookeeperDubboSource implements RegistrySource {
     // Removed while its services were being resolved: the folder's read already dropped it.
     if (generation !== this.generation || !this.folders.get(path.slice(0, slash))?.has(path.slice(slash + 1))) return;
     this.emitUpsert(registration);
+    // A new provider writes its mapping and definitions just after its instance: look again.
+    const tries = this.emptyLookups.get(path) ?? 0;
+    if (registration.kind === 'dubbo' && registration.services.length === 0 && tries < 10) {
+      this.emptyLookups.set(path, tries + 1);
+      setTimeout(
+        () => generation === this.generation && void this.readInstance(generation, app, path).catch(() => undefined),
+        2_000,
+      ).unref();
+    } else {
+      this.emptyLookups.delete(path);
+    }
   }
 
   // Services of an application-level instance.
@@ -379,60 +392,98 @@ export class ZookeeperDubboSource implements RegistrySource {
     const cacheKey = `${app}@${revision ?? ''}`;
     let services = this.servicesByRevision.get(cacheKey);
     if (!services) {
-      services = this.resolveServices(generation, app, revision).catch((error: unknown) => {
-        this.servicesByRevision.delete(cacheKey);
+      const resolving = this.resolveServices(generation, app, revision).catch((error: unknown) => {
         this.reportBad('dubbo-metadata', `${app}@${revision ?? '-'}: ${(error as Error).message}`);
-        return [];
+        return { services: [] as DubboServiceRef[], fromReport: false };
       });
-      // Only a revision's own report is immutable; the mapping fallback is read again later.
+      services = resolving.then((r) => r.services);
       this.servicesByRevision.set(cacheKey, services);
-      if (!revision) setTimeout(() => this.servicesByRevision.delete(cacheKey), this.mappingTtlMs).unref();
+      // Only a revision's own metadata report is immutable; what the mapping said is read again.
+      void resolving.then(({ fromReport }) => {
+        if (!fromReport) setTimeout(() => this.servicesByRevision.delete(cacheKey), Math.min(this.mappingTtlMs, 5_000)).unref();
+      });
     }
     return services;
   }
 
-  private async resolveServices(generation: number, app: string, revision: string | undefined): Promise<DubboServiceRef[]> {
+  private async resolveServices(
+    generation: number,
+    app: string,
+    revision: string | undefined,
+  ): Promise<{ services: DubboServiceRef[]; fromReport: boolean }> {
     const root = this.roots[0] ?? 'dubbo';
     if (revision) {
       const report = await this.data(generation, `/${root}/metadata/${app}/${revision}`);
       if (report) {
         try {
-          return servicesFromMetadataInfo(report);
+          return { services: servicesFromMetadataInfo(report), fromReport: true };
         } catch (error) {
           if (!(error instanceof BadInstanceData)) throw error;
           this.reportBad('dubbo-metadata', `/${root}/metadata/${app}/${revision}: ${error.message}`);
         }
       }
     }
-    const interfaces = (await this.mappingOf(generation, root)).get(app) ?? [];
-    return Promise.all(
-      interfaces.map(async (iface) => {
-        const definition = await this.data(generation, `/${root}/metadata/${iface}/provider/${app}`);
-        let methods: string[] = [];
-        if (definition) {
-          try {
-            methods = methodsFromServiceDefinition(definition);
-          } catch (error) {
-            if (!(error instanceof BadInstanceData)) throw error;
-            this.reportBad('dubbo-metadata', `/${root}/metadata/${iface}/provider/${app}: ${error.message}`);
-          }
-        }
-        return {
-          key: serviceKey(iface, '', ''),
-          interface: iface,
-          group: '',
-          version: '',
-          protocol: 'dubbo',
-          methods,
-          side: 'provider' as const,
-        };
-      }),
-    );
+    const interfaces = (await this.mappingOf(generation, root, app)).get(app) ?? [];
+    const found = await Promise.all(interfaces.map((iface) => this.definitionsOf(generation, root, iface, app)));
+    const services: DubboServiceRef[] = found.flat().flatMap(({ iface, path, data }) => {
+      try {
+        const { methods, group, version } = serviceFromDefinition(data);
+        return [
+          {
+            key: serviceKey(iface, group, version),
+            interface: iface,
+            group,
+            version,
+            protocol: 'dubbo',
+            methods,
+            side: 'provider' as const,
+          },
+        ];
+      } catch (error) {
+        if (!(error instanceof BadInstanceData)) throw error;
+        this.reportBad('dubbo-metadata', `${path}: ${error.message}`);
+        return [];
+      }
+    });
+    return { services, fromReport: false };
   }
 
-  /** `/<root>/mapping/<interface>` → comma-separated applications, inverted, cached for a while. */
-  private mappingOf(generation: number, root: string): Promise<Map<string, string[]>> {
-    if (this.mapping && Date.now() - this.mapping.at < this.mappingTtlMs) return this.mapping.apps;
+  /** Service definitions an application wrote for an interface, under `[/<version>][/<group>]`. */
+  private async definitionsOf(generation: number, root: string, iface: string, app: string) {
+    const found: { iface: string; path: string; data: Buffer }[] = [];
+    let level = [`/${root}/metadata/${iface}`];
+    for (let depth = 0; depth < 3 && level.length > 0; depth++) {
+      const next: string[] = [];
+      for (const path of level) {
+        const names = await this.limiter.run(
+          () =>
+            new Promise<string[]>((resolve) =>
+              this.client ? this.client.getChildren(path, (error, children) => resolve(error ? [] : children)) : resolve([]),
+            ),
+        );
+        for (const name of names) {
+          if (name === 'provider') {
+            const data = await this.data(generation, `${path}/provider/${app}`);
+            if (data) found.push({ iface, path: `${path}/provider/${app}`, data });
+          } else if (name !== 'consumer') next.push(`${path}/${name}`);
+        }
+      }
+      level = next;
+    }
+    return found;
+  }
+
+  /**
+   * `/<root>/mapping/<interface>` → comma-separated applications, inverted, cached for a while; read
+   * again sooner (at most once a second) when asked for an application it does not know yet, since
+   * a new provider writes its mapping just after its instance.
+   */
+  private async mappingOf(generation: number, root: string, app: string): Promise<Map<string, string[]>> {
+    if (this.mapping) {
+      const age = Date.now() - this.mapping.at;
+      const known = (await this.mapping.apps).has(app);
+      if (age < this.mappingTtlMs && (known || age < 1_000)) return this.mapping.apps;
+    }
     const apps = (async () => {
       const byApp = new Map<string, string[]>();
       const client = this.client;
