@@ -7,6 +7,7 @@ import { keepConnecting } from './common/mongo-connection.js';
 import type { AppConfig } from './config/app-config.js';
 import { AuditModule } from './audit/audit.module.js';
 import { AuthModule } from './auth/auth.module.js';
+import { GovernanceModule } from './governance/governance.module.js';
 import { HealthModule } from './health/health.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
 import { RegistryBridgeModule } from './registry-bridge/registry-bridge.module.js';
@@ -43,6 +44,7 @@ export class AppModule {
         AuditModule,
         AuthModule,
         RegistryBridgeModule,
+        GovernanceModule,
       ],
     };
   }
