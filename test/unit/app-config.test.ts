@@ -25,6 +25,7 @@ describe('parseConfig', () => {
         zookeeper: null,
         eureka: null,
         registry: { debounceMs: 100 },
+        auth: {},
       },
     });
   });
