@@ -191,7 +191,12 @@ function duplicateMessage(entries: Entry[]): string {
 }
 
 /** Every conflict among the rules, in a deterministic order: contradictions, duplicates, overlaps, each by ids. */
-export function findConflicts(rules: readonly Rule[]): Conflict[] {
+/**
+ * The conflicts among `rules`. With `involving`, only those that involve one of these rule ids:
+ * the same answer filtered, found in time proportional to those rules, not to all of them (a
+ * write checks its own rule against thousands).
+ */
+export function findConflicts(rules: readonly Rule[], involving?: ReadonlySet<string>): Conflict[] {
   const entries: Entry[] = rules
     .filter((rule) => rule.enabled)
     .map((rule) => {
@@ -213,16 +218,18 @@ export function findConflicts(rules: readonly Rule[]): Conflict[] {
     if (!isForced(entry)) silenceable.add(entry);
   }
 
+  const concerns = (ids: readonly string[]) => !involving || ids.some((id) => involving.has(id));
   for (const group of byKlassAndKey.values()) {
-    if (group.length < 2) continue;
+    if (group.length < 2 || !concerns(group.map((e) => e.rule.id))) continue;
     const sorted = [...group].sort((a, b) => compareIds(a.rule.id, b.rule.id));
     conflicts.push({ kind: 'duplicate', ruleIds: sorted.map((e) => e.rule.id), message: duplicateMessage(sorted) });
   }
 
-  for (const entry of entries) {
+  for (const entry of involving ? entries.filter((e) => involving.has(e.rule.id)) : entries) {
     for (const other of tries.get(entry.klass)?.intersecting(entry.pattern) ?? []) {
       // Each unordered pair once; identical targets are duplicates, reported above.
-      if (other.key === entry.key || compareIds(entry.rule.id, other.rule.id) >= 0) continue;
+      const otherVisits = !involving || involving.has(other.rule.id);
+      if (other.key === entry.key || (otherVisits && compareIds(entry.rule.id, other.rule.id) >= 0)) continue;
       const covers = patternCovers(entry.pattern, other.pattern);
       const covered = patternCovers(other.pattern, entry.pattern);
       // A forced degrade covering a non-forced one is a contradiction, reported below.
@@ -232,11 +239,8 @@ export function findConflicts(rules: readonly Rule[]): Conflict[] {
       } else if (covered) {
         conflicts.push({ kind: 'overlap', ruleIds: [other.rule.id, entry.rule.id], message: overlapMessage(other, entry, true) });
       } else if (patternsIntersect(entry.pattern, other.pattern)) {
-        conflicts.push({
-          kind: 'overlap',
-          ruleIds: [entry.rule.id, other.rule.id],
-          message: overlapMessage(entry, other, false),
-        });
+        const [first, second] = compareIds(entry.rule.id, other.rule.id) < 0 ? [entry, other] : [other, entry];
+        conflicts.push({ kind: 'overlap', ruleIds: [first.rule.id, second.rule.id], message: overlapMessage(first, second, false) });
       }
     }
   }
@@ -247,6 +251,7 @@ export function findConflicts(rules: readonly Rule[]): Conflict[] {
       // A non-forced degrade on the identical target is reported as a duplicate already.
       if (!patternCovers(forced.pattern, shadowed.pattern) || (shadowed.key === forced.key && shadowed.rule.kind === 'degrade'))
         continue;
+      if (!concerns([forced.rule.id, shadowed.rule.id])) continue;
       conflicts.push({
         kind: 'contradiction',
         ruleIds: [forced.rule.id, shadowed.rule.id],

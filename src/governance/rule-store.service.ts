@@ -25,6 +25,7 @@ export interface RuleSetView {
   conflicts: Conflict[];
 }
 
+/** A write's outcome; its `conflicts` are those involving the rules the write created or changed. */
 export interface CommitResult extends RuleSetView {
   /** False when the write changed nothing (no new revision was made). */
   changed: boolean;
@@ -56,6 +57,9 @@ const byId = (a: Rule, b: Rule) => a.id.localeCompare(b.id);
  */
 @Injectable()
 export class RuleStore {
+  /** The last complete rule set read or written per application, by revision. */
+  private readonly cache = new Map<string, { revision: number; rules: Map<string, Rule> }>();
+
   constructor(
     @InjectModel(RULE_SET) private readonly sets: Model<RuleSetDoc>,
     @InjectModel(RULE_REVISION) private readonly revisions: Model<RuleRevisionDoc>,
@@ -64,12 +68,32 @@ export class RuleStore {
   ) {}
 
   async current(application: string): Promise<RuleSetView> {
-    const [set, docs] = await Promise.all([
-      this.sets.findById(application).lean<RuleSetDoc>().exec(),
-      this.rules.find({ application }).lean<RuleDoc[]>().exec(),
-    ]);
-    const rules = docs.map((d) => d.rule).sort(byId);
-    return { application, revision: set?.revision ?? 0, rules, conflicts: findConflicts(rules) };
+    const { revision, rules } = await this.snapshot(application);
+    const list = [...rules.values()].sort(byId);
+    return { application, revision, rules: list, conflicts: findConflicts(list) };
+  }
+
+  /**
+   * The current rule set, from memory when this replica already read that revision. A commit
+   * claims its revision, writes the rules, and writes the revision document last; so a revision
+   * whose document exists is complete, and one whose document is missing is still being written.
+   */
+  private async snapshot(application: string): Promise<{ revision: number; rules: Map<string, Rule> }> {
+    for (let attempt = 0; ; attempt++) {
+      const revision = (await this.sets.findById(application).lean<RuleSetDoc>().exec())?.revision ?? 0;
+      const cached = this.cache.get(application);
+      if (cached?.revision === revision) return cached;
+      const complete = revision === 0 || (await this.revisions.exists({ _id: `${application}@${revision}` })) !== null;
+      if (!complete && attempt < 20) {
+        await new Promise((r) => setTimeout(r, 25));
+        continue;
+      }
+      const docs = await this.rules.find({ application }).lean<RuleDoc[]>().exec();
+      const fresh = { revision, rules: new Map(docs.map((d) => [d.rule.id, d.rule])) };
+      // A set read while a commit was half-written is served once but never cached.
+      if (complete) this.cache.set(application, fresh);
+      return fresh;
+    }
   }
 
   /** Rules across applications, filtered, one page at a time. */
@@ -96,9 +120,9 @@ export class RuleStore {
   ): Promise<{ valid: boolean; issues: FieldIssue[]; conflicts: Conflict[] }> {
     const parsed = this.parse(application, payload, id ?? 'dry-run');
     if (!parsed.ok) return { valid: false, issues: parsed.issues, conflicts: [] };
-    const { rules } = await this.current(application);
-    const next = [...rules.filter((r) => r.id !== parsed.rule.id), parsed.rule];
-    const conflicts = findConflicts(next).filter((c) => c.ruleIds.includes(parsed.rule.id));
+    const { rules } = await this.snapshot(application);
+    const next = [...[...rules.values()].filter((r) => r.id !== parsed.rule.id), parsed.rule];
+    const conflicts = findConflicts(next, new Set([parsed.rule.id]));
     return { valid: true, issues: [], conflicts };
   }
 
@@ -222,10 +246,11 @@ export class RuleStore {
     rollbackTo?: number,
   ): Promise<CommitResult> {
     for (let attempt = 0; attempt < 5; attempt++) {
-      const { revision, rules } = await this.current(application);
+      const { revision, rules } = await this.snapshot(application);
       if (expected !== undefined && expected !== revision) throw new StaleRevisionError(application, expected, revision);
-      const changes = await plan(new Map(rules.map((r) => [r.id, r])), revision);
-      if (changes.length === 0) return { application, revision, rules, conflicts: findConflicts(rules), changed: false, changes };
+      const changes = await plan(new Map(rules), revision);
+      if (changes.length === 0)
+        return { application, revision, rules: [...rules.values()], conflicts: [], changed: false, changes };
       if (!(await this.claim(application, revision))) {
         if (expected !== undefined) {
           const now = (await this.sets.findById(application).lean<RuleSetDoc>().exec())?.revision ?? revision;
@@ -235,19 +260,6 @@ export class RuleStore {
       }
       const next = revision + 1;
       const at = new Date();
-      await this.revisions.create({
-        _id: `${application}@${next}`,
-        application,
-        revision: next,
-        kind,
-        ...(rollbackTo !== undefined ? { rollbackTo } : {}),
-        ruleIds: changes.map((c) => c.ruleId),
-        changes,
-        actor: who.name,
-        from: who.from,
-        reason: who.reason,
-        at,
-      });
       await Promise.all(
         changes.map((c) =>
           c.after
@@ -261,12 +273,26 @@ export class RuleStore {
             : this.rules.deleteOne({ _id: c.ruleId }).exec(),
         ),
       );
-      const after = new Map(rules.map((r) => [r.id, r]));
+      // Last: its existence marks the revision complete (see snapshot()).
+      await this.revisions.create({
+        _id: `${application}@${next}`,
+        application,
+        revision: next,
+        kind,
+        ...(rollbackTo !== undefined ? { rollbackTo } : {}),
+        ruleIds: changes.map((c) => c.ruleId),
+        changes,
+        actor: who.name,
+        from: who.from,
+        reason: who.reason,
+        at,
+      });
+      const after = new Map(rules);
       for (const c of changes) {
         if (c.after) after.set(c.ruleId, c.after);
         else after.delete(c.ruleId);
       }
-      const result = [...after.values()].sort(byId);
+      this.cache.set(application, { revision: next, rules: after });
       await this.audit.record({
         actor: who.name,
         role: who.role,
@@ -281,7 +307,9 @@ export class RuleStore {
         after: changes.length === 1 ? changes[0]!.after : changes.map((c) => c.after),
         reason: who.reason,
       });
-      return { application, revision: next, rules: result, conflicts: findConflicts(result), changed: true, changes };
+      const result = [...after.values()];
+      const written = new Set(changes.filter((c) => c.after).map((c) => c.ruleId));
+      return { application, revision: next, rules: result, conflicts: findConflicts(result, written), changed: true, changes };
     }
     throw new ConflictException(`${application}'s rules kept changing during this write; try again`);
   }

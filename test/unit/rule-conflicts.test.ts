@@ -333,3 +333,17 @@ describe('findConflicts against matching every call', () => {
     );
   });
 });
+
+describe('findConflicts restricted to some rules', () => {
+  it('gives exactly the full answer filtered to conflicts involving those rules', () => {
+    fc.assert(
+      fc.property(fc.array(ruleArb, { minLength: 1, maxLength: 9 }), fc.integer({ min: 0, max: 5 }), (specs, pick) => {
+        const rules = specs.map(([kind, target, enabled], i) => rule(`r${i}`, kind, target, { enabled: enabled || i % 3 !== 0 }));
+        const ids = new Set(rules.filter((_, i) => i % 6 === pick).map((r) => r.id));
+        const full = findConflicts(rules).filter((c) => c.ruleIds.some((id) => ids.has(id)));
+        expect(findConflicts(rules, ids)).toEqual(full);
+      }),
+      { numRuns: 300, seed: 11 },
+    );
+  });
+});
