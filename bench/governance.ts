@@ -8,10 +8,9 @@
  * Writes docs/benchmarks.md's governance section.
  */
 import { spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
-import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/support/net.js';
+import { machine, percentile, writeSection } from './report.js';
 import { stackEnv } from '../test/support/stack.js';
 
 const RULES = Number(process.env.BENCH_RULES ?? 10_000);
@@ -19,10 +18,6 @@ const run = Date.now().toString(36);
 const APP = `bench-gov-${run}`;
 const TOKEN = `bench-admin-token-${run}-0123456789`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-};
 
 const ruleNo = (i: number) => ({
   kind: 'limit',
@@ -34,12 +29,22 @@ async function main(): Promise<void> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const server = spawn(process.execPath, [fileURLToPath(new URL('../dist/main.js', import.meta.url))], {
-    env: { ...process.env, MONGODB_URI: stackEnv.MONGODB_URI, KAFKA_BROKERS: stackEnv.KAFKA_BROKERS, PORT: String(port), LOG_LEVEL: 'warn', ADMIN_TOKEN: TOKEN },
+    env: {
+      ...process.env,
+      MONGODB_URI: stackEnv.MONGODB_URI,
+      KAFKA_BROKERS: stackEnv.KAFKA_BROKERS,
+      PORT: String(port),
+      LOG_LEVEL: 'warn',
+      ADMIN_TOKEN: TOKEN,
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const api = async (path: string, init: RequestInit = {}) => {
     const started = performance.now();
-    const res = await fetch(`${url}${path}`, { ...init, headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json', ...init.headers } });
+    const res = await fetch(`${url}${path}`, {
+      ...init,
+      headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json', ...init.headers },
+    });
     const body = await res.text();
     if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${path}: ${res.status} ${body.slice(0, 200)}`);
     return { ms: performance.now() - started, body };
@@ -63,14 +68,24 @@ async function main(): Promise<void> {
       writes.push(ms);
       const bucket = Math.floor(i / 1_000);
       marks.set(bucket, [...(marks.get(bucket) ?? []), ms]);
-      if (i % 1_000 === 999) console.log(`${i + 1} rules written, last 1,000: p50 ${percentile(marks.get(bucket)!, 50).toFixed(1)} ms`);
+      if (i % 1_000 === 999)
+        console.log(`${i + 1} rules written, last 1,000: p50 ${percentile(marks.get(bucket)!, 50).toFixed(1)} ms`);
     }
     const total = (performance.now() - t0) / 1000;
-    results.push([`create ${RULES} rules one by one (each a new revision): total`, `${total.toFixed(1)} s (${(RULES / total).toFixed(0)} writes/s)`]);
-    results.push(['create: p50 / p99 over all writes', `${percentile(writes, 50).toFixed(1)} / ${percentile(writes, 99).toFixed(1)} ms`]);
+    results.push([
+      `create ${RULES} rules one by one (each a new revision): total`,
+      `${total.toFixed(1)} s (${(RULES / total).toFixed(0)} writes/s)`,
+    ]);
+    results.push([
+      'create: p50 / p99 over all writes',
+      `${percentile(writes, 50).toFixed(1)} / ${percentile(writes, 99).toFixed(1)} ms`,
+    ]);
     const first = marks.get(0) ?? [];
     const last = marks.get(Math.floor((RULES - 1) / 1_000)) ?? [];
-    results.push(['create: p50 of the first 1,000 / of the last 1,000', `${percentile(first, 50).toFixed(1)} / ${percentile(last, 50).toFixed(1)} ms`]);
+    results.push([
+      'create: p50 of the first 1,000 / of the last 1,000',
+      `${percentile(first, 50).toFixed(1)} / ${percentile(last, 50).toFixed(1)} ms`,
+    ]);
 
     const updates: number[] = [];
     const { body } = await api(`/api/applications/${APP}/rules`);
@@ -83,7 +98,10 @@ async function main(): Promise<void> {
       });
       updates.push(ms);
     }
-    results.push([`update one rule among ${RULES}: p50 / p99 (100 updates)`, `${percentile(updates, 50).toFixed(1)} / ${percentile(updates, 99).toFixed(1)} ms`]);
+    results.push([
+      `update one rule among ${RULES}: p50 / p99 (100 updates)`,
+      `${percentile(updates, 50).toFixed(1)} / ${percentile(updates, 99).toFixed(1)} ms`,
+    ]);
 
     const full: number[] = [];
     const paged: number[] = [];
@@ -91,8 +109,14 @@ async function main(): Promise<void> {
       full.push((await api(`/api/applications/${APP}/rules`)).ms);
       paged.push((await api(`/api/rules?application=${APP}&page=${k + 1}&pageSize=100`)).ms);
     }
-    results.push([`read the whole rule set (${RULES} rules, with conflict check): p50 / max`, `${percentile(full, 50).toFixed(0)} / ${Math.max(...full).toFixed(0)} ms`]);
-    results.push(['list one page of 100 rules: p50 / max', `${percentile(paged, 50).toFixed(0)} / ${Math.max(...paged).toFixed(0)} ms`]);
+    results.push([
+      `read the whole rule set (${RULES} rules, with conflict check): p50 / max`,
+      `${percentile(full, 50).toFixed(0)} / ${Math.max(...full).toFixed(0)} ms`,
+    ]);
+    results.push([
+      'list one page of 100 rules: p50 / max',
+      `${percentile(paged, 50).toFixed(0)} / ${Math.max(...paged).toFixed(0)} ms`,
+    ]);
     const history: number[] = [];
     for (let k = 0; k < 10; k++) history.push((await api(`/api/applications/${APP}/rules/history?pageSize=50`)).ms);
     results.push(['history, newest 50 revisions: p50', `${percentile(history, 50).toFixed(0)} ms`]);
@@ -102,25 +126,15 @@ async function main(): Promise<void> {
 
   const table = ['| measure | result |', '|---|---|', ...results.map(([m, r]) => `| ${m} | ${r} |`)].join('\n');
   console.log(table);
-  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
-  const section = [
-    '<!-- governance:start -->',
+  await writeSection('governance', [
     '## Governance (rule API)',
     '',
-    `Run ${new Date().toISOString().slice(0, 10)} on ${machine}, with \`npm run bench:governance\`: one Steward server process, one`,
+    `Run ${new Date().toISOString().slice(0, 10)} on ${machine()}, with \`npm run bench:governance\`: one Steward server process, one`,
     `application with ${RULES} HTTP limit rules written one at a time through the REST API, into the local stack's FerretDB 1.24`,
     '(SQLite backend; FerretDB scans for range filters and sorts, so these are FerretDB figures, not MongoDB ones).',
     '',
     table,
-    '<!-- governance:end -->',
-  ].join('\n');
-  const file = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
-  let doc = await readFile(file, 'utf8').catch(() => '# Benchmarks\n');
-  doc = /<!-- governance:start -->[\s\S]*<!-- governance:end -->/.test(doc)
-    ? doc.replace(/<!-- governance:start -->[\s\S]*<!-- governance:end -->/, section)
-    : `${doc.trimEnd()}\n\n${section}\n`;
-  await writeFile(file, doc);
-  console.log(`written to ${file}`);
+  ]);
 }
 
 main().then(

@@ -10,12 +10,12 @@
  * listeners read a provider list), and the server's memory. Writes docs/benchmarks.md's section.
  */
 import { spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
-import { cpus, totalmem } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import zookeeper from 'node-zookeeper-client';
 import { EurekaTestRegistry } from '../test/support/eureka-registrations.js';
 import { freePort } from '../test/support/net.js';
+import { machine, percentile, writeSection } from './report.js';
 import { stackEnv } from '../test/support/stack.js';
 import { javaFormEncode, ZkWriter } from '../test/support/zk.js';
 
@@ -27,10 +27,6 @@ const run = Date.now().toString(36);
 const root = `bench-${run}`;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-};
 
 async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -290,12 +286,10 @@ async function main(): Promise<void> {
     ...results.map(([measure, result, target]) => `| ${measure} | ${result} | ${target} |`),
   ].join('\n');
   console.log(table);
-  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
-  const section = [
-    '<!-- registry-bridge:start -->',
+  await writeSection('registry-bridge', [
     '## Registry bridge',
     '',
-    `Run ${new Date().toISOString().slice(0, 10)} on ${machine}, with \`npm run bench:registry\` against the local stack`,
+    `Run ${new Date().toISOString().slice(0, 10)} on ${machine()}, with \`npm run bench:registry\` against the local stack`,
     `(ZooKeeper 3.8.0, Spring Cloud Netflix Eureka server, FerretDB). ${PROVIDERS} provider znodes in ${Math.ceil(PROVIDERS / PER_SERVICE)} services`,
     `× ${PER_SERVICE} providers, ${EUREKA_INSTANCES} Eureka instances in ${Math.ceil(EUREKA_INSTANCES / PER_SERVICE)} applications; one Steward server process.`,
     '',
@@ -303,15 +297,7 @@ async function main(): Promise<void> {
     '',
     'The peer in the burst rows is a watcher that re-reads the whole provider list on every child event, as',
     "Dubbo's ZooKeeper registry (Curator child listener) does in every consumer; it ran in the same burst.",
-    '<!-- registry-bridge:end -->',
-  ].join('\n');
-  const file = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
-  let doc = await readFile(file, 'utf8').catch(() => '# Benchmarks\n');
-  doc = /<!-- registry-bridge:start -->[\s\S]*<!-- registry-bridge:end -->/.test(doc)
-    ? doc.replace(/<!-- registry-bridge:start -->[\s\S]*<!-- registry-bridge:end -->/, section)
-    : `${doc.trimEnd()}\n\n${section}\n`;
-  await writeFile(file, doc);
-  console.log(`written to ${file}`);
+  ]);
 }
 
 main().then(

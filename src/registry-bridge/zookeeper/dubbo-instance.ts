@@ -22,6 +22,15 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Parses registry JSON, naming what it was when it is not JSON. */
+function parseJson(data: Buffer, what: string): unknown {
+  try {
+    return JSON.parse(data.toString('utf8'));
+  } catch {
+    throw new BadInstanceData(`${what} is not JSON`);
+  }
+}
+
 function stringMap(value: unknown): Record<string, string> {
   const out: Record<string, string> = {};
   if (!isRecord(value)) return out;
@@ -34,12 +43,7 @@ function stringMap(value: unknown): Record<string, string> {
 
 export function parseInstanceData(source: string, path: string, app: string, data: Buffer | undefined): ParsedInstance {
   if (!data || data.length === 0) throw new BadInstanceData('empty instance node');
-  let json: unknown;
-  try {
-    json = JSON.parse(data.toString('utf8'));
-  } catch {
-    throw new BadInstanceData('instance data is not JSON');
-  }
+  const json = parseJson(data, 'instance data');
   if (!isRecord(json)) throw new BadInstanceData('instance data is not a JSON object');
   const address = json['address'];
   const port = Number(json['port']);
@@ -79,12 +83,7 @@ export function parseInstanceData(source: string, path: string, app: string, dat
  * `{"app","revision","services":{"<key>":{"name","group","version","protocol","params":{"methods"}}}}`.
  */
 export function servicesFromMetadataInfo(data: Buffer): DubboServiceRef[] {
-  let json: unknown;
-  try {
-    json = JSON.parse(data.toString('utf8'));
-  } catch {
-    throw new BadInstanceData('metadata report is not JSON');
-  }
+  const json = parseJson(data, 'metadata report');
   if (!isRecord(json) || !isRecord(json['services'])) throw new BadInstanceData('metadata report has no services');
   const services: DubboServiceRef[] = [];
   for (const value of Object.values(json['services'])) {
@@ -110,12 +109,7 @@ export function servicesFromMetadataInfo(data: Buffer): DubboServiceRef[] {
  * `{"parameters":{…,"group","version","methods":"a,b"},"canonicalName","methods":[{"name":…}]}`.
  */
 export function serviceFromDefinition(data: Buffer): { methods: string[]; group: string; version: string } {
-  let json: unknown;
-  try {
-    json = JSON.parse(data.toString('utf8'));
-  } catch {
-    throw new BadInstanceData('service definition is not JSON');
-  }
+  const json = parseJson(data, 'service definition');
   if (!isRecord(json)) throw new BadInstanceData('service definition is not a JSON object');
   const parameters = isRecord(json['parameters']) ? json['parameters'] : {};
   const text = (key: string) => (typeof parameters[key] === 'string' ? parameters[key] : '');

@@ -1,0 +1,24 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+export const percentile = (values: number[], p: number): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+};
+
+export const machine = (): string =>
+  `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+
+/** Replaces (or appends) one benchmark's section of docs/benchmarks.md, between its markers. */
+export async function writeSection(name: string, lines: string[]): Promise<void> {
+  const file = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
+  const section = [`<!-- ${name}:start -->`, ...lines, `<!-- ${name}:end -->`].join('\n');
+  const marked = new RegExp(`<!-- ${name}:start -->[\\s\\S]*<!-- ${name}:end -->`);
+  let doc = await readFile(file, 'utf8').catch(
+    () => '# Benchmarks\n\nFigures measured by the scripts in `bench/`; each section says how to reproduce it.\n',
+  );
+  doc = marked.test(doc) ? doc.replace(marked, section) : `${doc.trimEnd()}\n\n${section}\n`;
+  await writeFile(file, doc);
+  console.log(`written to ${file}`);
+}
