@@ -16,8 +16,6 @@ export interface ZookeeperDubboSourceOptions {
   concurrency?: number;
   /** A watched folder is re-read at most this often; changes in between are coalesced. */
   coalesceMs?: number;
-  /** How long an application's interface mapping is trusted before it is read again. */
-  mappingTtlMs?: number;
   logger?: SourceLogger;
 }
 
@@ -31,6 +29,8 @@ export interface ZookeeperSourceStats {
 }
 
 type Category = 'providers' | 'consumers';
+/** An instance's services, and whether they come from its revision's own (immutable) report. */
+type ResolvedServices = { services: DubboServiceRef[]; fromReport: boolean };
 const CATEGORIES: Category[] = ['providers', 'consumers'];
 /** Children of a root that are Dubbo's own folders, not interfaces. */
 const RESERVED = new Set(['config', 'mapping', 'metadata']);
@@ -71,7 +71,6 @@ export class ZookeeperDubboSource implements RegistrySource {
   private readonly servicesRoot: string;
   private readonly limiter: Limiter;
   private readonly coalesceMs: number;
-  private readonly mappingTtlMs: number;
   private readonly sessionTimeoutMs: number;
 
   private sink?: RegistrationSink;
@@ -89,11 +88,13 @@ export class ZookeeperDubboSource implements RegistrySource {
   private buffer?: Map<string, Registration>;
   /** Keys reported to the sink (or buffered): removals of unknown keys are not sent. */
   private readonly known = new Set<string>();
-  private readonly servicesByRevision = new Map<string, Promise<DubboServiceRef[]>>();
-  private mapping?: { at: number; apps: Promise<Map<string, string[]>> };
+  private readonly servicesByRevision = new Map<string, Promise<ResolvedServices>>();
+  /** The interface→applications mapping, kept current by watches once it was needed. */
+  private readonly mappingByInterface = new Map<string, Set<string>>();
+  private mappingRead?: { generation: number; done: Promise<void> };
   private readonly reportedBad = new Set<string>();
-  /** Application-level instances whose services were not found yet, and how often we looked. */
-  private readonly emptyLookups = new Map<string, number>();
+  /** Application-level instances whose services came from the mapping, and how often we looked. */
+  private readonly lookups = new Map<string, number>();
   readonly stats: ZookeeperSourceStats = { childrenReads: 0, childrenListed: 0, dataReads: 0, resyncs: 0, sessions: 0 };
 
   constructor(private readonly options: ZookeeperDubboSourceOptions) {
@@ -102,7 +103,6 @@ export class ZookeeperDubboSource implements RegistrySource {
     this.servicesRoot = (options.servicesRoot ?? 'services').replace(/^\/+|\/+$/g, '');
     this.limiter = new Limiter(options.concurrency ?? 32);
     this.coalesceMs = options.coalesceMs ?? 25;
-    this.mappingTtlMs = options.mappingTtlMs ?? 30_000;
     this.sessionTimeoutMs = options.sessionTimeoutMs ?? 30_000;
   }
 
@@ -191,6 +191,7 @@ export class ZookeeperDubboSource implements RegistrySource {
     for (const timer of this.scheduled.values()) clearTimeout(timer);
     this.scheduled.clear();
     this.folders.clear();
+    this.mappingByInterface.clear();
     this.buffer = new Map();
     const started = Date.now();
     try {
@@ -367,50 +368,50 @@ export class ZookeeperDubboSource implements RegistrySource {
       return;
     }
     const { registration, revision } = parsed;
-    if (registration.kind === 'dubbo')
-      registration.services = await this.servicesOf(generation, registration.application, revision);
+    let settled = true;
+    if (registration.kind === 'dubbo') {
+      const resolved = await this.servicesOf(generation, registration.application, revision);
+      registration.services = resolved.services;
+      settled = resolved.fromReport;
+    }
     const slash = path.lastIndexOf('/');
     // Removed while its services were being resolved: the folder's read already dropped it.
     if (generation !== this.generation || !this.folders.get(path.slice(0, slash))?.has(path.slice(slash + 1))) return;
     this.emitUpsert(registration);
-    // A new provider writes its mapping and definitions just after its instance: look again.
-    const tries = this.emptyLookups.get(path) ?? 0;
-    if (registration.kind === 'dubbo' && registration.services.length === 0 && tries < 10) {
-      this.emptyLookups.set(path, tries + 1);
+    // A new provider writes its mapping and service definitions one by one after its instance,
+    // and nothing watches them: what came from there is looked at again a few times.
+    const tries = this.lookups.get(path) ?? 0;
+    if (!settled && tries < 6) {
+      this.lookups.set(path, tries + 1);
       setTimeout(
         () => generation === this.generation && void this.readInstance(generation, app, path).catch(() => undefined),
-        2_000,
+        2_000 * (tries + 1),
       ).unref();
     } else {
-      this.emptyLookups.delete(path);
+      this.lookups.delete(path);
     }
   }
 
   // Services of an application-level instance.
 
-  private servicesOf(generation: number, app: string, revision: string | undefined): Promise<DubboServiceRef[]> {
+  private servicesOf(generation: number, app: string, revision: string | undefined): Promise<ResolvedServices> {
     const cacheKey = `${app}@${revision ?? ''}`;
-    let services = this.servicesByRevision.get(cacheKey);
-    if (!services) {
-      const resolving = this.resolveServices(generation, app, revision).catch((error: unknown) => {
+    let resolved = this.servicesByRevision.get(cacheKey);
+    if (!resolved) {
+      resolved = this.resolveServices(generation, app, revision).catch((error: unknown) => {
         this.reportBad('dubbo-metadata', `${app}@${revision ?? '-'}: ${(error as Error).message}`);
-        return { services: [] as DubboServiceRef[], fromReport: false };
+        return { services: [], fromReport: false };
       });
-      services = resolving.then((r) => r.services);
-      this.servicesByRevision.set(cacheKey, services);
+      this.servicesByRevision.set(cacheKey, resolved);
       // Only a revision's own metadata report is immutable; what the mapping said is read again.
-      void resolving.then(({ fromReport }) => {
-        if (!fromReport) setTimeout(() => this.servicesByRevision.delete(cacheKey), Math.min(this.mappingTtlMs, 5_000)).unref();
+      void resolved.then(({ fromReport }) => {
+        if (!fromReport) setTimeout(() => this.servicesByRevision.delete(cacheKey), 1_000).unref();
       });
     }
-    return services;
+    return resolved;
   }
 
-  private async resolveServices(
-    generation: number,
-    app: string,
-    revision: string | undefined,
-  ): Promise<{ services: DubboServiceRef[]; fromReport: boolean }> {
+  private async resolveServices(generation: number, app: string, revision: string | undefined): Promise<ResolvedServices> {
     const root = this.roots[0] ?? 'dubbo';
     if (revision) {
       const report = await this.data(generation, `/${root}/metadata/${app}/${revision}`);
@@ -423,7 +424,7 @@ export class ZookeeperDubboSource implements RegistrySource {
         }
       }
     }
-    const interfaces = (await this.mappingOf(generation, root, app)).get(app) ?? [];
+    const interfaces = [...((await this.mappingOf(generation, root)).get(app) ?? [])];
     const found = await Promise.all(interfaces.map((iface) => this.definitionsOf(generation, root, iface, app)));
     const services: DubboServiceRef[] = found.flat().flatMap(({ iface, path, data }) => {
       try {
@@ -474,42 +475,39 @@ export class ZookeeperDubboSource implements RegistrySource {
   }
 
   /**
-   * `/<root>/mapping/<interface>` → comma-separated applications, inverted, cached for a while; read
-   * again sooner (at most once a second) when asked for an application it does not know yet, since
-   * a new provider writes its mapping just after its instance.
+   * `/<root>/mapping/<interface>` (data: comma-separated applications), followed by watches like
+   * the registrations, so the interfaces of an application are known without re-reading the
+   * mapping. Read on first need: estates without application-level-only apps never pay for it.
    */
-  private async mappingOf(generation: number, root: string, app: string): Promise<Map<string, string[]>> {
-    if (this.mapping) {
-      const age = Date.now() - this.mapping.at;
-      const known = (await this.mapping.apps).has(app);
-      if (age < this.mappingTtlMs && (known || age < 1_000)) return this.mapping.apps;
+  private async mappingOf(generation: number, root: string): Promise<Map<string, Set<string>>> {
+    if (!this.mappingRead || this.mappingRead.generation !== generation) {
+      this.mappingRead = { generation, done: this.readMappingRoot(generation, root) };
     }
-    const apps = (async () => {
-      const byApp = new Map<string, string[]>();
-      const client = this.client;
-      if (!client) return byApp;
-      const interfaces = await this.limiter.run(
-        () =>
-          new Promise<string[]>((resolve, reject) =>
-            client.getChildren(`/${root}/mapping`, (error, names) => {
-              if (!error) resolve(names);
-              else if (isNoNode(error)) resolve([]);
-              else reject(zkError(error));
-            }),
-          ),
-      );
-      await Promise.all(
-        interfaces.map(async (iface) => {
-          const data = await this.data(generation, `/${root}/mapping/${iface}`);
-          for (const app of (data?.toString('utf8') ?? '').split(',').map((a) => a.trim().toLowerCase())) {
-            if (app) byApp.set(app, [...(byApp.get(app) ?? []), iface]);
-          }
-        }),
-      );
-      return byApp;
-    })();
-    this.mapping = { at: Date.now(), apps };
-    return apps;
+    await this.mappingRead.done;
+    const byApp = new Map<string, Set<string>>();
+    for (const [iface, apps] of this.mappingByInterface) {
+      for (const app of apps) byApp.set(app, (byApp.get(app) ?? new Set()).add(iface));
+    }
+    return byApp;
+  }
+
+  private async readMappingRoot(generation: number, root: string): Promise<void> {
+    const path = `/${root}/mapping`;
+    const names = await this.children(generation, path, () => this.readMappingRoot(generation, root));
+    if (generation !== this.generation) return;
+    const { added, removed } = this.diff(path, names);
+    for (const iface of removed) this.mappingByInterface.delete(iface);
+    await Promise.all(added.map((iface) => this.readMappingNode(generation, root, iface)));
+  }
+
+  private async readMappingNode(generation: number, root: string, iface: string): Promise<void> {
+    const data = await this.data(generation, `/${root}/mapping/${iface}`, () => this.readMappingNode(generation, root, iface));
+    if (generation !== this.generation) return;
+    const apps = (data?.toString('utf8') ?? '')
+      .split(',')
+      .map((a) => a.trim().toLowerCase())
+      .filter(Boolean);
+    this.mappingByInterface.set(iface, new Set(apps));
   }
 
   // ---- output ---------------------------------------------------------------------------------
