@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, brings up the local real stack (ZooKeeper, Kafka, Eureka,
-# FerretDB), and runs the Steward server against it in the foreground. Ctrl-C stops the server;
-# `npm run stack:down` stops the stack.
+# FerretDB), starts a demo estate of real Dubbo and Spring Cloud apps, and runs the Steward server
+# against it in the foreground. Ctrl-C stops the server and the estate; `npm run stack:down` stops
+# the stack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -31,4 +32,8 @@ cat <<MSG
   Stop the server with Ctrl-C, the stack with: npm run stack:down
 
 MSG
-exec node dist/main.js
+# The demo estate: real Dubbo 3 / Dubbo 2.7 / Spring Boot + Eureka apps registering in the stack.
+npx tsx scripts/demo-estate.ts &
+estate=$!
+trap 'kill -TERM $estate 2>/dev/null; wait $estate 2>/dev/null' EXIT
+node dist/main.js
