@@ -25,6 +25,8 @@ const PER_SERVICE = 50;
 const FETCH_INTERVAL_MS = 5_000;
 const run = Date.now().toString(36);
 const root = `bench-${run}`;
+const TOKEN = `bench-admin-token-${run}-0123456789`;
+const auth = { Authorization: `Bearer ${TOKEN}` };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -73,7 +75,7 @@ function followChanges(url: string) {
   const waiters = new Map<string, (at: number) => void>();
   const abort = new AbortController();
   void (async () => {
-    const res = await fetch(`${url}/api/registry/changes`, { signal: abort.signal });
+    const res = await fetch(`${url}/api/registry/changes`, { signal: abort.signal, headers: auth });
     const reader = res.body!.getReader() as ReadableStreamDefaultReader<Uint8Array>;
     const decoder = new TextDecoder();
     let buffer = '';
@@ -153,6 +155,7 @@ async function main(): Promise<void> {
         ...stackEnv,
         PORT: String(port),
         LOG_LEVEL: 'warn',
+        ADMIN_TOKEN: TOKEN,
         ZOOKEEPER_DUBBO_ROOTS: root,
         EUREKA_FETCH_INTERVAL_MS: String(FETCH_INTERVAL_MS),
       },
@@ -161,7 +164,7 @@ async function main(): Promise<void> {
     let synced = 0;
     for (;;) {
       try {
-        const sources = (await (await fetch(`${url}/api/registry/sources`)).json()) as {
+        const sources = (await (await fetch(`${url}/api/registry/sources`, { headers: auth })).json()) as {
           source: string;
           registrations: number;
         }[];
@@ -177,7 +180,7 @@ async function main(): Promise<void> {
       if (performance.now() - started > 120_000) throw new Error('cold sync took over 2 minutes');
       await sleep(50);
     }
-    const size = (await (await fetch(`${url}/api/registry/instances?pageSize=1`)).json()) as { total: number };
+    const size = (await (await fetch(`${url}/api/registry/instances?pageSize=1`, { headers: auth })).json()) as { total: number };
     results.push([
       'cold sync, server process start → both registries in the catalog',
       `${((synced - started) / 1000).toFixed(2)} s`,
@@ -214,7 +217,7 @@ async function main(): Promise<void> {
     const burstPath = `/${root}/${iface(0)}/providers`;
     const naive = naiveWatcher(stackEnv.ZOOKEEPER_CONNECT, burstPath);
     await sleep(500);
-    const before = (await (await fetch(`${url}/api/registry/sources`)).json()) as {
+    const before = (await (await fetch(`${url}/api/registry/sources`, { headers: auth })).json()) as {
       source: string;
       stats?: { childrenReads: number; childrenListed: number };
     }[];
@@ -226,7 +229,7 @@ async function main(): Promise<void> {
     await pool(burst, 64, (i) => zk.create(`${burstPath}/${providerName(0, i)}`, undefined, 'persistent', false));
     const lastEvent = Math.max(...(await Promise.all(burstWaits)));
     await sleep(1_000);
-    const after = (await (await fetch(`${url}/api/registry/sources`)).json()) as typeof before;
+    const after = (await (await fetch(`${url}/api/registry/sources`, { headers: auth })).json()) as typeof before;
     const ours1 = after.find((s) => s.source.startsWith('zookeeper'))?.stats;
     naive.close();
     results.push([

@@ -48,6 +48,8 @@ export interface RuleDoc {
   /** The application revision that last changed this rule. */
   revision: number;
   rule: Rule;
+  /** `ruleTargetKey(rule)`, for listing rules by target. */
+  targetKey: string;
   updatedAt: Date;
   updatedBy: string;
 }
@@ -89,6 +91,7 @@ export const RuleSchemaDoc = new Schema<RuleDoc>(
     application: { type: String, required: true, index: true },
     revision: { type: Number, required: true },
     rule: { type: Schema.Types.Mixed, required: true },
+    targetKey: { type: String, required: true, index: true },
     updatedAt: { type: Date, required: true },
     updatedBy: { type: String, required: true },
   },

@@ -3,7 +3,7 @@ import { BadRequestException, ConflictException, Injectable, NotFoundException }
 import { InjectModel } from '@nestjs/mongoose';
 import type { Model } from 'mongoose';
 import { findConflicts, type Conflict } from '../agent-protocol/rule-conflicts.js';
-import { parseRule, type Rule } from '../agent-protocol/rules.js';
+import { parseRule, type Rule, ruleTargetKey } from '../agent-protocol/rules.js';
 import { AuditLog } from '../audit/audit-log.service.js';
 import type { Principal } from '../auth/principal.js';
 import type { FieldIssue } from '../common/zod-validation.pipe.js';
@@ -97,9 +97,14 @@ export class RuleStore {
   }
 
   /** Rules across applications, filtered, one page at a time. */
-  async search(filter: { application?: string; kind?: string; enabled?: boolean }, page: { offset: number; limit: number }) {
+  async search(
+    filter: { application?: string; kind?: string; enabled?: boolean; target?: string },
+    page: { offset: number; limit: number },
+  ) {
     const query: Record<string, unknown> = {};
     if (filter.application) query['application'] = filter.application;
+    // A target key, or its beginning: `orders|inbound`, `orders|outbound|stock|dubbo|com.example.StockService`.
+    if (filter.target) query['targetKey'] = { $regex: `^${filter.target.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}` };
     if (filter.kind) query['rule.kind'] = filter.kind;
     if (filter.enabled !== undefined) query['rule.enabled'] = filter.enabled;
     const [docs, total] = await Promise.all([
@@ -266,7 +271,15 @@ export class RuleStore {
             ? this.rules
                 .replaceOne(
                   { _id: c.ruleId },
-                  { _id: c.ruleId, application, revision: next, rule: c.after, updatedAt: at, updatedBy: who.name },
+                  {
+                    _id: c.ruleId,
+                    application,
+                    revision: next,
+                    rule: c.after,
+                    targetKey: ruleTargetKey(c.after),
+                    updatedAt: at,
+                    updatedBy: who.name,
+                  },
                   { upsert: true },
                 )
                 .exec()

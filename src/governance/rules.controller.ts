@@ -35,6 +35,7 @@ const Paging = z.strictObject({
 const Search = Paging.extend({
   application: Application.optional(),
   kind: z.enum(['limit', 'breaker', 'degrade']).optional(),
+  target: z.string().min(1).max(1000).optional(),
   enabled: z
     .enum(['true', 'false'])
     .transform((v) => v === 'true')
@@ -76,8 +77,9 @@ export class RulesController {
   constructor(private readonly store: RuleStore) {}
 
   @Get('rules')
-  @ApiOperation({ summary: 'Rules across applications, by application, kind and enabled state.' })
+  @ApiOperation({ summary: 'Rules across applications, by application, kind, target and enabled state.' })
   @ApiQuery({ name: 'application', required: false })
+  @ApiQuery({ name: 'target', required: false, description: 'a target key or its beginning, e.g. orders|outbound|stock' })
   @ApiQuery({ name: 'kind', required: false, enum: ['limit', 'breaker', 'degrade'] })
   @ApiQuery({ name: 'enabled', required: false, enum: ['true', 'false'] })
   @ApiQuery({ name: 'page', required: false, type: Number })

@@ -203,6 +203,12 @@ describe('governance rules over the real database', () => {
     });
     const listed = await call<{ items: { application: string }[] }>(`/api/rules?application=${APP}&kind=limit`);
     expect(listed.body.items.length).toBe(2);
+    const outbound = await call<{ items: { kind: string; targetKey: string }[] }>(
+      `/api/rules?target=${encodeURIComponent(`${APP}|outbound`)}`,
+    );
+    expect(outbound.body.items.map((r) => [r.kind, r.targetKey])).toEqual([
+      ['breaker', `${APP}|outbound|stock|dubbo|com.example.StockService|*`],
+    ]);
   });
 
   it('rejects 1,000 malformed and hostile payloads with a clear 4xx, writing nothing', async () => {
