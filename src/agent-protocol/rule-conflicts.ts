@@ -37,6 +37,19 @@ interface Entry {
 }
 
 const literal = (value: string): PatternSegment => ({ type: 'literal', value });
+
+// A stored rule object never changes, and a server checks the same thousands of rules on every
+// write: their keys and compiled patterns are computed once per object.
+const compiled = new WeakMap<Rule, Entry>();
+function entryOf(rule: Rule): Entry {
+  let entry = compiled.get(rule);
+  if (!entry) {
+    const key = ruleTargetKey(rule);
+    entry = { rule, key, pattern: targetPattern(rule, key), klass: klassOf(rule) };
+    compiled.set(rule, entry);
+  }
+  return entry;
+}
 const ANY: PatternSegment = { type: 'one' };
 
 function targetPattern(rule: Rule, key: string): PathPattern {
@@ -197,12 +210,7 @@ function duplicateMessage(entries: Entry[]): string {
  * write checks its own rule against thousands).
  */
 export function findConflicts(rules: readonly Rule[], involving?: ReadonlySet<string>): Conflict[] {
-  const entries: Entry[] = rules
-    .filter((rule) => rule.enabled)
-    .map((rule) => {
-      const key = ruleTargetKey(rule);
-      return { rule, key, pattern: targetPattern(rule, key), klass: klassOf(rule) };
-    });
+  const entries: Entry[] = rules.filter((rule) => rule.enabled).map(entryOf);
   const conflicts: Conflict[] = [];
 
   const byKlassAndKey = new Map<string, Entry[]>();
@@ -240,7 +248,11 @@ export function findConflicts(rules: readonly Rule[], involving?: ReadonlySet<st
         conflicts.push({ kind: 'overlap', ruleIds: [other.rule.id, entry.rule.id], message: overlapMessage(other, entry, true) });
       } else if (patternsIntersect(entry.pattern, other.pattern)) {
         const [first, second] = compareIds(entry.rule.id, other.rule.id) < 0 ? [entry, other] : [other, entry];
-        conflicts.push({ kind: 'overlap', ruleIds: [first.rule.id, second.rule.id], message: overlapMessage(first, second, false) });
+        conflicts.push({
+          kind: 'overlap',
+          ruleIds: [first.rule.id, second.rule.id],
+          message: overlapMessage(first, second, false),
+        });
       }
     }
   }
