@@ -113,7 +113,27 @@ interface TrieNode {
 
 const newNode = (): TrieNode => ({ literal: new Map(), one: undefined, ends: [], tails: [] });
 
-class PatternTrie {
+/** Finds the entries whose patterns share a path with a given one. */
+interface PatternIndex {
+  add(entry: Entry): void;
+  intersecting(pattern: PathPattern): Entry[];
+}
+
+/**
+ * For a few questions over many rules (one write checked against thousands), building a trie
+ * costs more than asking each rule: the linear index only collects them.
+ */
+class LinearIndex implements PatternIndex {
+  private readonly all: Entry[] = [];
+  add(entry: Entry): void {
+    this.all.push(entry);
+  }
+  intersecting(pattern: PathPattern): Entry[] {
+    return this.all.filter((entry) => patternsIntersect(pattern, entry.pattern));
+  }
+}
+
+class PatternTrie implements PatternIndex {
   private readonly root = newNode();
 
   add(entry: Entry): void {
@@ -213,15 +233,18 @@ export function findConflicts(rules: readonly Rule[], involving?: ReadonlySet<st
   const entries: Entry[] = rules.filter((rule) => rule.enabled).map(entryOf);
   const conflicts: Conflict[] = [];
 
+  const newIndex = (): PatternIndex => (involving && involving.size <= 64 ? new LinearIndex() : new PatternTrie());
   const byKlassAndKey = new Map<string, Entry[]>();
-  const tries = new Map<string, PatternTrie>();
+  const tries = new Map<string, PatternIndex>();
   // Rules a forced degrade can silence: everything but another forced degrade.
-  const silenceable = new PatternTrie();
+  const silenceable = newIndex();
   for (const entry of entries) {
     const same = `${entry.klass}\u0000${entry.key}`;
-    byKlassAndKey.set(same, [...(byKlassAndKey.get(same) ?? []), entry]);
+    const group = byKlassAndKey.get(same);
+    if (group) group.push(entry);
+    else byKlassAndKey.set(same, [entry]);
     let trie = tries.get(entry.klass);
-    if (!trie) tries.set(entry.klass, (trie = new PatternTrie()));
+    if (!trie) tries.set(entry.klass, (trie = newIndex()));
     trie.add(entry);
     if (!isForced(entry)) silenceable.add(entry);
   }
