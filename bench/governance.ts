@@ -156,6 +156,16 @@ async function main(): Promise<void> {
     results.push(['history, newest 50 revisions: p50', `${percentile(history, 50).toFixed(0)} ms`]);
   } finally {
     server.kill('SIGTERM');
+    // The benchmark's application goes, so the shared database stays small for the tests.
+    const mongo = new MongoClient(stackEnv.MONGODB_URI);
+    const db = mongo.db();
+    await Promise.all([
+      db.collection('rules').deleteMany({ application: APP }),
+      db.collection('rule_revisions').deleteMany({ application: APP }),
+      db.collection('rule_sets').deleteMany({ _id: APP as never }),
+      db.collection('audit_log').deleteMany({ application: APP }),
+    ]);
+    await mongo.close();
   }
 
   const table = ['| measure | result |', '|---|---|', ...results.map(([m, r]) => `| ${m} | ${r} |`)].join('\n');

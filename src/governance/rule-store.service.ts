@@ -113,7 +113,13 @@ export class RuleStore {
     ]);
     return {
       total,
-      items: docs.map((d) => ({ ...d.rule, revision: d.revision, updatedAt: d.updatedAt, updatedBy: d.updatedBy })),
+      items: docs.map((d) => ({
+        ...d.rule,
+        targetKey: d.targetKey,
+        revision: d.revision,
+        updatedAt: d.updatedAt,
+        updatedBy: d.updatedBy,
+      })),
     };
   }
 
