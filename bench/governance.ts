@@ -179,6 +179,11 @@ async function main(): Promise<void> {
     '(SQLite backend; FerretDB scans for range filters and sorts, so these are FerretDB figures, not MongoDB ones).',
     '',
     table,
+    '',
+    'Where the time goes: at 10,000 documents FerretDB 1.24 on SQLite scans the collection for an upsert by `_id`',
+    '(~31 ms), a delete (~60 ms), a count (~2.2 s) and every sort (the page and history rows), measured with the',
+    "MongoDB driver alone; the conflict check of one write against 10,000 rules takes 7–11 ms. The store's indexes",
+    '(`application`, `targetKey`, `application + revision`, `ruleIds`) are there for MongoDB.',
   ]);
 }
 

@@ -79,7 +79,11 @@ export class ApiTokens {
   async revoke(id: string, revokedBy: string): Promise<Omit<ApiToken, 'secretHash'>> {
     // No projection on findAndModify: FerretDB 1.x does not implement it.
     const revoked = await this.tokens
-      .findOneAndUpdate({ _id: id, revokedAt: { $exists: false } }, { $set: { revokedAt: new Date(), revokedBy } }, { new: true })
+      .findOneAndUpdate(
+        { _id: id, revokedAt: { $exists: false } },
+        { $set: { revokedAt: new Date(), revokedBy } },
+        { returnDocument: 'after' },
+      )
       .lean<ApiToken>()
       .exec();
     if (!revoked) throw new NotFoundException(`no active token "${id}"`);

@@ -139,7 +139,7 @@ export class NativeControls implements OnModuleDestroy {
       .findOneAndUpdate(
         { _id: id, state: 'active' },
         { $set: { state: 'reverted', revertedAt: new Date(), revertedBy: who.actor } },
-        { new: true },
+        { returnDocument: 'after' },
       )
       .lean()
       .exec();
