@@ -17,7 +17,7 @@ import { EurekaTestRegistry } from '../test/support/eureka-registrations.js';
 import { freePort } from '../test/support/net.js';
 import { machine, percentile, writeSection } from './report.js';
 import { stackEnv } from '../test/support/stack.js';
-import { javaFormEncode, ZkWriter } from '../test/support/zk.js';
+import { javaFormEncode, ZkClient } from '../test/support/zk.js';
 
 const PROVIDERS = Number(process.env.BENCH_PROVIDERS ?? 25_000);
 const EUREKA_INSTANCES = Number(process.env.BENCH_EUREKA_INSTANCES ?? 25_000);
@@ -119,7 +119,7 @@ async function rss(pid: number): Promise<{ rss: number; peak: number }> {
 }
 
 async function main(): Promise<void> {
-  const zk = await ZkWriter.connect(stackEnv.ZOOKEEPER_CONNECT);
+  const zk = await ZkClient.connect(stackEnv.ZOOKEEPER_CONNECT);
   const eureka = new EurekaTestRegistry(stackEnv.EUREKA_URLS);
   const services = Math.ceil(PROVIDERS / PER_SERVICE);
   const results: [string, string, string][] = [];

@@ -97,14 +97,14 @@ describe('the Java fixture applications, against the real stack', () => {
         expect(mine).toHaveLength(1);
         expect(mine[0]).toMatch(new RegExp(`^dubbo://${address}/${iface.replace(/\./g, '\\.')}\\?`));
         expect(mine[0]).toContain(`group=${group}`);
-        expect((await zk.data(`/dubbo/mapping/${iface}`))?.split(',')).toContain(app);
+        expect((await zk.text(`/dubbo/mapping/${iface}`))?.split(',')).toContain(app);
       }
       const [encoded] = (await zk.children(`/dubbo/${GREETINGS_SERVICE}/providers`)).filter((n) => n.includes(app));
       expect((await zk.stat(`/dubbo/${GREETINGS_SERVICE}/providers/${encoded}`))?.ephemeral).toBe(true);
 
       expect(await zk.children(`/services/${app}`)).toEqual([address]);
       expect((await zk.stat(`/services/${app}/${address}`))?.ephemeral).toBe(true);
-      const instance = JSON.parse((await zk.data(`/services/${app}/${address}`))!) as {
+      const instance = JSON.parse((await zk.text(`/services/${app}/${address}`))!) as {
         address: string;
         port: number;
         payload: { '@class': string; metadata: Record<string, string> };
@@ -115,7 +115,7 @@ describe('the Java fixture applications, against the real stack', () => {
       expect(instance.payload.metadata['dubbo.metadata.storage-type']).toBe('remote');
 
       // metadata-type=remote: the MetadataInfo of this revision lies in ZooKeeper.
-      const metadata = JSON.parse((await zk.data(`/dubbo/metadata/${app}/${revision}`))!) as {
+      const metadata = JSON.parse((await zk.text(`/dubbo/metadata/${app}/${revision}`))!) as {
         app: string;
         services: Record<string, { name: string; group: string }>;
       };
@@ -139,7 +139,7 @@ describe('the Java fixture applications, against the real stack', () => {
       expect(await zk.children(`/services/${app}`)).toEqual([`127.0.0.1:${provider.port}`]);
       for (const iface of [GREETINGS_SERVICE, ORDER_SERVICE]) {
         expect((await zk.providerUrls(iface)).filter((u) => u.includes(`application=${app}&`))).toEqual([]);
-        expect((await zk.data(`/dubbo/mapping/${iface}`))?.split(',')).toContain(app);
+        expect((await zk.text(`/dubbo/mapping/${iface}`))?.split(',')).toContain(app);
       }
     });
     await provider.stop();
@@ -155,7 +155,7 @@ describe('the Java fixture applications, against the real stack', () => {
       expect(mine[0]).toMatch(/[?&]release=2\.7\.23(&|$)/);
       expect(await zk.children(`/services/${app}`)).toEqual([]);
       expect(await zk.stat(`/services/${app}`)).toBeUndefined();
-      expect((await zk.data(`/dubbo/mapping/${GREETINGS_SERVICE}`))?.split(',') ?? []).not.toContain(app);
+      expect((await zk.text(`/dubbo/mapping/${GREETINGS_SERVICE}`))?.split(',') ?? []).not.toContain(app);
     });
     await provider.stop();
   });

@@ -3,7 +3,7 @@ import { parse } from 'yaml';
 import { startApp, type RunningApp } from '../support/app.js';
 import { EurekaTestRegistry } from '../support/eureka-registrations.js';
 import { stackEnv } from '../support/stack.js';
-import { javaFormEncode, ZkWriter } from '../support/zk.js';
+import { javaFormEncode, ZkClient } from '../support/zk.js';
 
 const run = Date.now().toString(36);
 const root = `steward-api-${run}`;
@@ -35,7 +35,7 @@ interface Instance {
 
 describe('registry API over the real ZooKeeper and Eureka', () => {
   let server: RunningApp;
-  let zk: ZkWriter;
+  let zk: ZkClient;
   const eureka = new EurekaTestRegistry(stackEnv.EUREKA_URLS);
   const EUREKA_APP = APP.toUpperCase();
   let operator = '';
@@ -49,7 +49,7 @@ describe('registry API over the real ZooKeeper and Eureka', () => {
   };
 
   beforeAll(async () => {
-    zk = await ZkWriter.connect(stackEnv.ZOOKEEPER_CONNECT);
+    zk = await ZkClient.connect(stackEnv.ZOOKEEPER_CONNECT);
     await zk.create(`/${root}/${IFACE}/providers/${provider('10.20.0.1', 20880)}`);
     await zk.create(`/${root}/${IFACE}/providers/${provider('10.20.0.2', 20880)}`);
     await eureka.register({ app: EUREKA_APP, instanceId: `10.20.0.1:${APP}:8080`, ip: '10.20.0.1', port: 8080 });

@@ -7,7 +7,7 @@ import { ZookeeperDubboSource } from '../../src/registry-bridge/zookeeper/zookee
 import { LocalStack } from '../../stack/local-stack.js';
 import { freePort } from '../support/net.js';
 import { stack, stackEnv } from '../support/stack.js';
-import { javaFormEncode, ZkWriter } from '../support/zk.js';
+import { javaFormEncode, ZkClient } from '../support/zk.js';
 
 async function until(check: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<number> {
   const started = Date.now();
@@ -34,12 +34,12 @@ const servicesRoot = `steward-services-${run}`;
 const IFACE = 'com.example.order.OrderService';
 
 describe('ZookeeperDubboSource against the real ZooKeeper', () => {
-  let zk: ZkWriter;
+  let zk: ZkClient;
   let catalog: ServiceCatalog;
   let source: ZookeeperDubboSource;
 
   beforeAll(async () => {
-    zk = await ZkWriter.connect(stackEnv.ZOOKEEPER_CONNECT);
+    zk = await ZkClient.connect(stackEnv.ZOOKEEPER_CONNECT);
     // Interface level: two providers, one consumer, a child that is no URL, and a broken URL.
     await zk.create(`/${root}/${IFACE}/providers/${provider(IFACE, 'orders', '10.1.0.1', 20880)}`);
     await zk.create(`/${root}/${IFACE}/providers/${provider(IFACE, 'orders', '10.1.0.2', 20880, '&weight=50')}`);
@@ -203,7 +203,7 @@ describe('ZookeeperDubboSource when ZooKeeper restarts', () => {
 
   it('keeps entries marked stale while it is down; resumes its session, or resyncs on a new one', async () => {
     const register = async (host: string) => {
-      const writer = await ZkWriter.connect(connect);
+      const writer = await ZkClient.connect(connect);
       await writer.create(`/dubbo/${IFACE}/providers/${provider(IFACE, 'orders', host, 20880)}`);
       writer.close();
     };

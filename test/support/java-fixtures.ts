@@ -26,9 +26,9 @@ import { existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import zookeeper from 'node-zookeeper-client';
 import { defaultOptions } from '../../stack/local-stack.js';
 import { freePort } from './net.js';
+import { ZkClient } from './zk.js';
 
 export type FixtureName = 'dubbo3-provider' | 'dubbo3-consumer' | 'dubbo27-provider' | 'spring-eureka-app';
 
@@ -218,66 +218,12 @@ async function buildOnce(log: (line: string) => void): Promise<FixtureBuild> {
 // ---- ZooKeeper and Eureka reads -------------------------------------------------------------
 
 /** A short-lived ZooKeeper session for reads. */
-export async function withZookeeper<T>(connect: string, work: (zk: ZkReader) => Promise<T>): Promise<T> {
-  const client = zookeeper.createClient(connect, { sessionTimeout: 10_000, spinDelay: 200, retries: 0 });
+export async function withZookeeper<T>(connect: string, work: (zk: ZkClient) => Promise<T>): Promise<T> {
+  const zk = await ZkClient.connect(connect);
   try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ZooKeeper session at ${connect}`)), 10_000);
-      client.once('connected', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      client.connect();
-    });
-    return await work(new ZkReader(client));
+    return await work(zk);
   } finally {
-    client.close();
-  }
-}
-
-function toError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(`ZooKeeper: ${String(error)}`);
-}
-
-function isNoNode(error: unknown): boolean {
-  return (error as { getCode?: () => number }).getCode?.() === zookeeper.Exception.NO_NODE;
-}
-
-export class ZkReader {
-  constructor(readonly client: zookeeper.Client) {}
-
-  /** Child names (raw, still URL-encoded); [] when the node does not exist. */
-  children(path: string): Promise<string[]> {
-    return new Promise((resolve, reject) =>
-      this.client.getChildren(path, (e, names) => (!e ? resolve(names) : isNoNode(e) ? resolve([]) : reject(toError(e)))),
-    );
-  }
-
-  /** Node data as text; undefined when the node does not exist. */
-  data(path: string): Promise<string | undefined> {
-    return new Promise((resolve, reject) =>
-      this.client.getData(path, (e, data) =>
-        !e ? resolve(data ? data.toString('utf8') : '') : isNoNode(e) ? resolve(undefined) : reject(toError(e)),
-      ),
-    );
-  }
-
-  /** Whether the node exists, and whether it is ephemeral. */
-  stat(path: string): Promise<{ ephemeral: boolean } | undefined> {
-    return new Promise((resolve, reject) =>
-      this.client.exists(path, (e, stat) => {
-        if (e) return reject(toError(e));
-        if (!stat) return resolve(undefined);
-        resolve({ ephemeral: stat.ephemeralOwner.some((byte) => byte !== 0) });
-      }),
-    );
-  }
-
-  /** Decoded provider URLs of an interface (interface-level registration). */
-  async providerUrls(iface: string, root = '/dubbo'): Promise<string[]> {
-    return (await this.children(`${root}/${iface}/providers`))
-      .filter((name) => name.includes('%3A%2F%2F'))
-      .map((name) => decodeURIComponent(name.replace(/\+/g, ' ')));
+    zk.close();
   }
 }
 

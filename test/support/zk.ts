@@ -1,11 +1,11 @@
 import zookeeper from 'node-zookeeper-client';
 import { isNoNode, zkError } from '../../src/registry-bridge/zookeeper/zk-errors.js';
 
-/** A plain ZooKeeper client for tests that write registry data the way Dubbo would. */
-export class ZkWriter {
+/** A plain ZooKeeper client for tests: writes registry data the way Dubbo would, and reads it back. */
+export class ZkClient {
   private constructor(private readonly client: zookeeper.Client) {}
 
-  static async connect(connect: string): Promise<ZkWriter> {
+  static async connect(connect: string): Promise<ZkClient> {
     const client = zookeeper.createClient(connect, { sessionTimeout: 10_000, spinDelay: 200, retries: 0 });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no ZooKeeper session at ${connect}`)), 10_000);
@@ -15,7 +15,7 @@ export class ZkWriter {
       });
       client.connect();
     });
-    return new ZkWriter(client);
+    return new ZkClient(client);
   }
 
   mkdirp(path: string): Promise<void> {
@@ -61,6 +61,28 @@ export class ZkWriter {
         reject(zkError(e));
       }),
     );
+  }
+
+  /** Node data as text; undefined when the node does not exist. */
+  async text(path: string): Promise<string | undefined> {
+    return (await this.getData(path))?.toString('utf8');
+  }
+
+  /** Whether the node exists, and whether it is ephemeral. */
+  stat(path: string): Promise<{ ephemeral: boolean } | undefined> {
+    return new Promise((resolve, reject) =>
+      this.client.exists(path, (e, stat) => {
+        if (e) return reject(zkError(e));
+        resolve(stat ? { ephemeral: stat.ephemeralOwner.some((byte) => byte !== 0) } : undefined);
+      }),
+    );
+  }
+
+  /** Decoded provider URLs of an interface (interface-level registrations). */
+  async providerUrls(iface: string, root = '/dubbo'): Promise<string[]> {
+    return (await this.children(`${root}/${iface}/providers`))
+      .filter((name) => name.includes('%3A%2F%2F'))
+      .map((name) => decodeURIComponent(name.replace(/\+/g, ' ')));
   }
 
   /** Removes `path` and everything below it; a missing node is fine. */
