@@ -1,0 +1,131 @@
+import { z } from 'zod';
+import { parseRule } from './rules.js';
+
+/**
+ * Every message of the agent protocol (docs/agent-protocol.md), one schema each. Server and
+ * agents validate every frame they receive against these: a frame that does not parse is refused
+ * with an `error` (server side) or ignored and counted (agent side), never half-applied.
+ *
+ * Frames are JSON objects sent as socket.io events whose event name is the frame's `type`.
+ */
+
+export const PROTOCOL_VERSION = 1;
+
+const name = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,127}$/, 'an application name: lower-case letters, digits, . _ - (at most 128)');
+const revision = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const text = (max: number) => z.string().min(1).max(max);
+
+// ---- agent → server ------------------------------------------------------------------------------
+
+/** The first frame of a session. The token travels in the socket.io handshake (`auth.token`), not here. */
+export const HelloSchema = z.strictObject({
+  type: z.literal('hello'),
+  protocol: z.number().int().min(1),
+  application: name,
+  /** Stable for the life of the process; a restart is a new instance. */
+  instanceId: text(128),
+  host: text(255),
+  ports: z.array(z.number().int().min(1).max(65535)).max(16),
+  agent: z.strictObject({ language: z.enum(['node', 'java']), version: text(64) }),
+  /** What the agent can enforce, e.g. `limit`, `breaker`, `degrade`, `http-inbound`, `dubbo-outbound`. */
+  capabilities: z.array(text(64)).max(64),
+  /** The revision the agent enforces now (from memory or its state directory); 0 if none. */
+  heldRevision: revision,
+});
+
+export const AckSchema = z.strictObject({ type: z.literal('ack'), revision });
+
+export const NackSchema = z.strictObject({
+  type: z.literal('nack'),
+  revision,
+  /** Why the set was refused; the agent keeps enforcing `keptRevision`. */
+  reason: text(2_000),
+  keptRevision: revision,
+});
+
+export const HeartbeatSchema = z.strictObject({
+  type: z.literal('heartbeat'),
+  appliedRevision: revision,
+  /** The agent's clock, ms since the epoch: lets the server see skew. */
+  sentAt: z.number().int().min(0),
+});
+
+export const BreakerStateSchema = z.strictObject({
+  type: z.literal('breaker-state'),
+  ruleId: text(64),
+  /** For a per-caller or per-callee breaker, which one. */
+  peer: z.string().max(128).optional(),
+  state: z.enum(['CLOSED', 'OPEN', 'HALF_OPEN']),
+  at: z.number().int().min(0),
+});
+
+export const AgentMessageSchema = z.discriminatedUnion('type', [
+  HelloSchema,
+  AckSchema,
+  NackSchema,
+  HeartbeatSchema,
+  BreakerStateSchema,
+]);
+
+// ---- server → agent ------------------------------------------------------------------------------
+
+export const WelcomeSchema = z.strictObject({
+  type: z.literal('welcome'),
+  protocol: z.number().int().min(1),
+  /** Send a heartbeat this often; the server drops a session silent for three periods. */
+  heartbeatMs: z.number().int().min(1_000).max(300_000),
+  serverTime: z.number().int().min(0),
+});
+
+/** The application's whole rule set at a revision; not sent when the agent already holds it. */
+export const SnapshotSchema = z.strictObject({
+  type: z.literal('snapshot'),
+  application: name,
+  revision,
+  rules: z.array(z.unknown()).max(100_000),
+});
+
+/** Changes from `fromRevision` to `revision`; an agent not at `fromRevision` asks for a snapshot. */
+export const DeltaSchema = z.strictObject({
+  type: z.literal('delta'),
+  application: name,
+  fromRevision: revision,
+  revision,
+  upserts: z.array(z.unknown()).max(100_000),
+  deletes: z.array(text(64)).max(100_000),
+});
+
+export const ProtocolErrorSchema = z.strictObject({
+  type: z.literal('error'),
+  code: z.enum(['unauthorized', 'bad-frame', 'unsupported-protocol', 'too-large', 'internal']),
+  message: text(2_000),
+});
+
+export const ServerMessageSchema = z.discriminatedUnion('type', [
+  WelcomeSchema,
+  SnapshotSchema,
+  DeltaSchema,
+  ProtocolErrorSchema,
+]);
+
+export type AgentMessage = z.output<typeof AgentMessageSchema>;
+export type ServerMessage = z.output<typeof ServerMessageSchema>;
+
+/**
+ * Rules inside snapshots and deltas are validated one by one with the rule schema, so the agent
+ * can name the rule it refuses in its NACK (and keep its last good set).
+ */
+export function checkPushedRules(rules: readonly unknown[]): { ok: true } | { ok: false; reason: string } {
+  for (const [index, raw] of rules.entries()) {
+    const parsed = parseRule(raw);
+    if (!parsed.ok) {
+      const id =
+        typeof raw === 'object' && raw !== null && 'id' in raw ? String((raw).id).slice(0, 64) : `#${index}`;
+      const issue = parsed.issues[0];
+      return { ok: false, reason: `rule ${id}: ${issue ? `${issue.path || '(rule)'}: ${issue.message}` : 'invalid'}` };
+    }
+  }
+  return { ok: true };
+}
