@@ -121,8 +121,7 @@ export function checkPushedRules(rules: readonly unknown[]): { ok: true } | { ok
   for (const [index, raw] of rules.entries()) {
     const parsed = parseRule(raw);
     if (!parsed.ok) {
-      const id =
-        typeof raw === 'object' && raw !== null && 'id' in raw ? String((raw).id).slice(0, 64) : `#${index}`;
+      const id = typeof raw === 'object' && raw !== null && 'id' in raw ? String(raw.id).slice(0, 64) : `#${index}`;
       const issue = parsed.issues[0];
       return { ok: false, reason: `rule ${id}: ${issue ? `${issue.path || '(rule)'}: ${issue.message}` : 'invalid'}` };
     }
