@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { listenOnLoopback } from './net.js';
 
 /**
  * A stand-in in front of the real Eureka server, to make one URL misbehave on demand:
@@ -30,10 +31,7 @@ export class EurekaProxy {
   }
 
   async start(): Promise<this> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    const address = this.server.address();
-    if (address === null || typeof address === 'string') throw new Error('no port');
-    this.port = address.port;
+    this.port = await listenOnLoopback(this.server);
     return this;
   }
 
