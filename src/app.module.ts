@@ -5,6 +5,7 @@ import type { Connection } from 'mongoose';
 import { LoggerModule } from 'nestjs-pino';
 import { keepConnecting } from './common/mongo-connection.js';
 import type { AppConfig } from './config/app-config.js';
+import { AgentProtocolModule } from './agent-protocol/agent-protocol.module.js';
 import { AuditModule } from './audit/audit.module.js';
 import { AuthModule } from './auth/auth.module.js';
 import { GovernanceModule } from './governance/governance.module.js';
@@ -45,6 +46,7 @@ export class AppModule {
         AuthModule,
         RegistryBridgeModule,
         GovernanceModule,
+        AgentProtocolModule,
       ],
     };
   }

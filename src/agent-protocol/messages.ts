@@ -61,12 +61,23 @@ export const BreakerStateSchema = z.strictObject({
   at: z.number().int().min(0),
 });
 
+/** The ports the instance listens on, sent whenever they change (an app often listens after the agent connects). */
+export const ListeningSchema = z.strictObject({
+  type: z.literal('listening'),
+  ports: z.array(z.number().int().min(1).max(65535)).max(16),
+});
+
+/** Asks for a snapshot: the agent received a delta that does not start at the revision it holds. */
+export const ResyncSchema = z.strictObject({ type: z.literal('resync'), heldRevision: revision });
+
 export const AgentMessageSchema = z.discriminatedUnion('type', [
   HelloSchema,
   AckSchema,
   NackSchema,
   HeartbeatSchema,
   BreakerStateSchema,
+  ListeningSchema,
+  ResyncSchema,
 ]);
 
 // ---- server → agent ------------------------------------------------------------------------------
@@ -97,6 +108,18 @@ export const DeltaSchema = z.strictObject({
   deletes: z.array(text(64)).max(100_000),
 });
 
+const address = z.string().regex(/^[A-Za-z0-9._:[\]-]{1,260}:\d{1,5}$/, 'host:port');
+
+/**
+ * Where the callees of the application's outbound rules listen, `host:port` → application, so the
+ * agent can name the callee of a call made by address. Replaces the previous map whole.
+ */
+export const PeersSchema = z.strictObject({
+  type: z.literal('peers'),
+  application: name,
+  addresses: z.array(z.strictObject({ address, application: name })).max(100_000),
+});
+
 export const ProtocolErrorSchema = z.strictObject({
   type: z.literal('error'),
   code: z.enum(['unauthorized', 'bad-frame', 'unsupported-protocol', 'too-large', 'internal']),
@@ -107,6 +130,7 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
   WelcomeSchema,
   SnapshotSchema,
   DeltaSchema,
+  PeersSchema,
   ProtocolErrorSchema,
 ]);
 

@@ -1,6 +1,10 @@
 import { Schema } from 'mongoose';
 
-export const ROLES = ['viewer', 'operator', 'admin'] as const;
+/**
+ * `agent`: what an application's agent presents on the agent protocol; it reads nothing through
+ * the REST API (every route needs at least `viewer`).
+ */
+export const ROLES = ['agent', 'viewer', 'operator', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
 
 /** Each role may do what the roles before it may. */
@@ -17,6 +21,8 @@ export interface ApiToken {
   name: string;
   role: Role;
   secretHash: string;
+  /** Agent tokens only: the applications whose agents may use it; absent = any application. */
+  applications?: string[];
   createdAt: Date;
   createdBy: string;
   revokedAt?: Date;
@@ -31,6 +37,7 @@ export const ApiTokenSchema = new Schema<ApiToken>(
     name: { type: String, required: true },
     role: { type: String, required: true, enum: ROLES },
     secretHash: { type: String, required: true },
+    applications: { type: [String], default: undefined },
     createdAt: { type: Date, required: true },
     createdBy: { type: String, required: true },
     revokedAt: { type: Date },

@@ -15,6 +15,8 @@ export interface Identity {
   name: string;
   role: Role;
   tokenId: string;
+  /** For a scoped agent token, the applications it may speak for. */
+  applications?: string[];
 }
 
 /** Issues, verifies and revokes API tokens: `stw_<id>.<secret>`. */
@@ -46,7 +48,12 @@ export class ApiTokens {
     const stored = await this.tokens.findById(id).lean<ApiToken>().exec();
     const identity =
       stored && !stored.revokedAt && timingSafeEqual(sha256(secret), Buffer.from(stored.secretHash, 'hex'))
-        ? { name: stored.name, role: stored.role, tokenId: stored._id }
+        ? {
+            name: stored.name,
+            role: stored.role,
+            tokenId: stored._id,
+            ...(stored.applications ? { applications: stored.applications } : {}),
+          }
         : undefined;
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(key, { identity, until: Date.now() + CACHE_MS });
@@ -54,7 +61,12 @@ export class ApiTokens {
   }
 
   /** Creates a token; the secret is returned once and never stored. */
-  async issue(name: string, role: Role, createdBy: string): Promise<{ token: string; record: Omit<ApiToken, 'secretHash'> }> {
+  async issue(
+    name: string,
+    role: Role,
+    createdBy: string,
+    applications?: string[],
+  ): Promise<{ token: string; record: Omit<ApiToken, 'secretHash'> }> {
     if (await this.tokens.exists({ name, revokedAt: { $exists: false } }))
       throw new ConflictException(`a token named "${name}" exists`);
     const id = randomBytes(8).toString('hex');
@@ -64,6 +76,7 @@ export class ApiTokens {
       name,
       role,
       secretHash: sha256(secret).toString('hex'),
+      ...(applications ? { applications } : {}),
       createdAt: new Date(),
       createdBy,
     };

@@ -7,14 +7,25 @@ import { ROLES } from './api-token.model.js';
 import { ApiTokens } from './api-tokens.service.js';
 import { CurrentPrincipal, type Principal, RequireRole } from './principal.js';
 
-const CreateToken = z.strictObject({
-  name: z
-    .string()
-    .min(1)
-    .max(100)
-    .regex(/^[A-Za-z0-9._@-]+$/, 'letters, digits and . _ @ - only'),
-  role: z.enum(ROLES),
-});
+const CreateToken = z
+  .strictObject({
+    name: z
+      .string()
+      .min(1)
+      .max(100)
+      .regex(/^[A-Za-z0-9._@-]+$/, 'letters, digits and . _ @ - only'),
+    role: z.enum(ROLES),
+    applications: z
+      .array(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,127}$/, 'an application name'))
+      .min(1)
+      .max(1_000)
+      .optional()
+      .describe('Agent tokens only: the applications whose agents may use the token (absent: any).'),
+  })
+  .refine((t) => t.applications === undefined || t.role === 'agent', {
+    path: ['applications'],
+    message: 'only agent tokens are scoped to applications',
+  });
 
 @ApiTags('auth')
 @ApiBearerAuth()
@@ -30,7 +41,7 @@ export class TokensController {
   @ApiOperation({ summary: 'Create an API token (the secret is shown once).' })
   @ApiBody({ schema: z.toJSONSchema(CreateToken) as object })
   async create(@Body(new ZodValidationPipe(CreateToken)) body: z.output<typeof CreateToken>, @CurrentPrincipal() who: Principal) {
-    const issued = await this.tokens.issue(body.name, body.role, who.name);
+    const issued = await this.tokens.issue(body.name, body.role, who.name, body.applications);
     await this.audit.record({
       actor: who.name,
       role: who.role,

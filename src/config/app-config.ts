@@ -61,6 +61,11 @@ export const ENV_SCHEMA = z.object({
   ZOOKEEPER_SESSION_TIMEOUT_MS: millis(2_000, 120_000).default(30_000),
   EUREKA_FETCH_INTERVAL_MS: millis(1_000, 600_000).default(30_000),
   REGISTRY_DEBOUNCE_MS: millis(0, 10_000).default(100),
+  AGENT_HEARTBEAT_MS: millis(1_000, 300_000).default(10_000),
+  // How often rule-set revisions are read back for applications with agents: catches writes made
+  // by other replicas or directly in the database.
+  AGENT_REVISION_POLL_MS: millis(100, 600_000).default(2_000),
+  AGENT_MAX_FRAME_BYTES: z.coerce.number().int().min(1_024).max(16_777_216).default(65_536),
   // The first admin's token; later tokens are issued through the API and stored hashed.
   ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').max(512).optional(),
   EUREKA_URLS: z
@@ -88,6 +93,7 @@ export interface AppConfig {
   eureka: { urls: string[]; fetchIntervalMs: number } | null;
   registry: { debounceMs: number };
   auth: { adminToken?: string };
+  agents: { heartbeatMs: number; revisionPollMs: number; maxFrameBytes: number };
 }
 
 export type ConfigResult = { ok: true; config: AppConfig } | { ok: false; errors: string[] };
@@ -124,6 +130,11 @@ export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
       eureka: e.EUREKA_URLS ? { urls: e.EUREKA_URLS, fetchIntervalMs: e.EUREKA_FETCH_INTERVAL_MS } : null,
       registry: { debounceMs: e.REGISTRY_DEBOUNCE_MS },
       auth: e.ADMIN_TOKEN ? { adminToken: e.ADMIN_TOKEN } : {},
+      agents: {
+        heartbeatMs: e.AGENT_HEARTBEAT_MS,
+        revisionPollMs: e.AGENT_REVISION_POLL_MS,
+        maxFrameBytes: e.AGENT_MAX_FRAME_BYTES,
+      },
     },
   };
 }

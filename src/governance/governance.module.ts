@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { MongooseModule } from '@nestjs/mongoose';
 import { RULE, RULE_REVISION, RULE_SET, RuleRevisionSchema, RuleSchemaDoc, RuleSetSchema } from './rule-store.model.js';
+import { LocalRuleChangeFeed, RuleChangeFeed } from './rule-change-feed.js';
 import { RuleStore } from './rule-store.service.js';
 import { RulesController } from './rules.controller.js';
 
@@ -13,7 +14,7 @@ import { RulesController } from './rules.controller.js';
     ]),
   ],
   controllers: [RulesController],
-  providers: [RuleStore],
-  exports: [RuleStore],
+  providers: [RuleStore, { provide: RuleChangeFeed, useClass: LocalRuleChangeFeed }],
+  exports: [RuleStore, RuleChangeFeed],
 })
 export class GovernanceModule {}

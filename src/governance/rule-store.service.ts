@@ -7,6 +7,7 @@ import { parseRule, type Rule, ruleTargetKey } from '../agent-protocol/rules.js'
 import { AuditLog } from '../audit/audit-log.service.js';
 import type { Principal } from '../auth/principal.js';
 import type { FieldIssue } from '../common/zod-validation.pipe.js';
+import { RuleChangeFeed } from './rule-change-feed.js';
 import {
   RULE,
   RULE_REVISION,
@@ -65,6 +66,7 @@ export class RuleStore {
     @InjectModel(RULE_REVISION) private readonly revisions: Model<RuleRevisionDoc>,
     @InjectModel(RULE) private readonly rules: Model<RuleDoc>,
     private readonly audit: AuditLog,
+    private readonly feed: RuleChangeFeed,
   ) {}
 
   async current(application: string): Promise<RuleSetView> {
@@ -94,6 +96,26 @@ export class RuleStore {
       if (complete) this.cache.set(application, fresh);
       return fresh;
     }
+  }
+
+  /**
+   * The rule set as stored, for pushing to agents: rules are not re-checked here (agents check
+   * every pushed rule and NACK what they refuse, so a set damaged in the database is visible).
+   */
+  async storedSet(application: string): Promise<{ revision: number; rules: Rule[] }> {
+    const { revision, rules } = await this.snapshot(application);
+    return { revision, rules: [...rules.values()].sort(byId) };
+  }
+
+  /** The current revision of each application named; 0 for one without rules. */
+  async currentRevisions(applications: readonly string[]): Promise<Map<string, number>> {
+    const docs = await this.sets
+      .find({ _id: { $in: applications } })
+      .lean<RuleSetDoc[]>()
+      .exec();
+    const out = new Map(applications.map((a) => [a, 0]));
+    for (const doc of docs) out.set(doc._id, doc.revision);
+    return out;
   }
 
   /** Rules across applications, filtered, one page at a time. */
@@ -312,6 +334,7 @@ export class RuleStore {
         else after.delete(c.ruleId);
       }
       this.cache.set(application, { revision: next, rules: after });
+      this.feed.publish({ application, revision: next });
       await this.audit.record({
         actor: who.name,
         role: who.role,

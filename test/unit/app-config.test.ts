@@ -26,6 +26,7 @@ describe('parseConfig', () => {
         eureka: null,
         registry: { debounceMs: 100 },
         auth: {},
+        agents: { heartbeatMs: 10000, revisionPollMs: 2000, maxFrameBytes: 65536 },
       },
     });
   });

@@ -1,0 +1,95 @@
+import { Controller, Get, Param } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
+import { z } from 'zod';
+import { ZodValidationPipe } from '../common/zod-validation.pipe.js';
+import { AgentDirectory, type AgentRecord } from './agent-directory.js';
+import { AgentHub } from './agent-hub.js';
+
+const Application = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'an application name: letters, digits, . _ - (at most 128)')
+  .transform((name) => name.toLowerCase());
+const Revision = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
+
+function view(record: AgentRecord, revision: number) {
+  return {
+    instanceId: record.instanceId,
+    application: record.application,
+    host: record.host,
+    ports: record.ports,
+    remoteAddress: record.remoteAddress,
+    agent: record.agent,
+    protocol: record.protocol,
+    capabilities: record.capabilities,
+    connected: record.connected,
+    connectedSince: iso(record.connectedAt),
+    disconnectedAt: iso(record.disconnectedAt),
+    lastHeartbeatAt: iso(record.lastHeartbeatAt),
+    appliedRevision: record.appliedRevision,
+    appliedAt: iso(record.appliedAt),
+    sync: AgentDirectory.syncState(record, revision),
+    lastNack: record.lastNack ? { ...record.lastNack, at: iso(record.lastNack.at) } : null,
+    clockSkewMs: record.clockSkewMs ?? null,
+    breakers: Object.fromEntries(Object.entries(record.breakers).map(([id, b]) => [id, { state: b.state, at: iso(b.at) }])),
+  };
+}
+
+@ApiTags('agents')
+@ApiBearerAuth()
+@Controller('api')
+export class AgentsController {
+  constructor(private readonly hub: AgentHub) {}
+
+  @Get('agents')
+  @ApiOperation({ summary: 'Applications with connected agents on this replica, with counts.' })
+  async applications() {
+    const names = this.hub.directory.applications();
+    const items = await Promise.all(
+      names.map(async (application) => {
+        const revision = await this.hub.revisionOf(application);
+        const { acknowledged, nacked, pending, connected } = this.hub.directory.revisionStatus(application, revision);
+        return { application, revision, connected, acknowledged, nacked, pending };
+      }),
+    );
+    return { total: items.length, items };
+  }
+
+  @Get('applications/:application/agents')
+  @ApiOperation({
+    summary:
+      "An application's agents: connected since, last heartbeat, applied revision, last NACK, breaker states, and whether each enforces the current revision.",
+  })
+  @ApiParam({ name: 'application' })
+  async list(@Param('application', new ZodValidationPipe(Application, 'params')) application: string) {
+    const revision = await this.hub.revisionOf(application);
+    const status = this.hub.directory.revisionStatus(application, revision);
+    const agents = this.hub.directory.list(application).map((r) => view(r, revision));
+    return {
+      application,
+      revision,
+      summary: {
+        connected: status.connected,
+        inSync: status.acknowledged,
+        pending: status.pending,
+        nacked: status.nacked,
+        disconnected: agents.length - status.connected,
+      },
+      agents,
+    };
+  }
+
+  @Get('applications/:application/revisions/:revision/acks')
+  @ApiOperation({
+    summary: 'How many connected instances enforce a revision (or a later one), refused it, or have not answered.',
+  })
+  @ApiParam({ name: 'application' })
+  @ApiParam({ name: 'revision', type: Number })
+  acks(
+    @Param('application', new ZodValidationPipe(Application, 'params')) application: string,
+    @Param('revision', new ZodValidationPipe(Revision, 'params')) revision: number,
+  ) {
+    return this.hub.directory.revisionStatus(application, revision);
+  }
+}
