@@ -9,7 +9,6 @@ const Application = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'an application name: letters, digits, . _ - (at most 128)')
   .transform((name) => name.toLowerCase());
-const Revision = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
@@ -88,7 +87,8 @@ export class AgentsController {
   @ApiParam({ name: 'revision', type: Number })
   acks(
     @Param('application', new ZodValidationPipe(Application, 'params')) application: string,
-    @Param('revision', new ZodValidationPipe(Revision, 'params')) revision: number,
+    @Param('revision', new ZodValidationPipe(z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER), 'params'))
+    revision: number,
   ) {
     return this.hub.directory.revisionStatus(application, revision);
   }
