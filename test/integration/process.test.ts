@@ -1,49 +1,17 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../support/net.js';
+import { killAll, SERVER_MAIN, startNode, waitForHttp } from '../support/processes.js';
 import { stackEnv } from '../support/stack.js';
 
-// The built server as an operator runs it: `node dist/main.js` with an environment.
-const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
-
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
 function startServer(env: Record<string, string>) {
-  const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: 'pipe' });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  return { child, exited, output: () => ({ stdout, stderr }) };
+  return startNode([SERVER_MAIN], env);
 }
 
-async function waitForHttp(url: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      await fetch(url);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  throw new Error(`${url} did not answer`);
-}
-
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const child of children.splice(0)) child.kill('SIGKILL');
-});
+afterEach(() => killAll());
 
 describe('the server process', () => {
   it('refuses to start on a bad environment, listing every bad or missing variable', async () => {
     const server = startServer({ PORT: 'eighty', LOG_LEVEL: 'loud', EUREKA_URLS: 'ftp://x' });
-    children.push(server.child);
     const exit = await server.exited;
     expect(exit.code).toBe(1);
     const line = JSON.parse(server.output().stderr.trim().split('\n').pop() ?? '{}') as {
@@ -59,7 +27,6 @@ describe('the server process', () => {
   it('logs JSON, and on SIGTERM turns unready, drains, then exits 0', async () => {
     const port = await freePort();
     const server = startServer({ ...stackEnv, PORT: String(port), SHUTDOWN_DRAIN_MS: '1500', LOG_LEVEL: 'info' });
-    children.push(server.child);
     const url = `http://127.0.0.1:${port}`;
     await waitForHttp(`${url}/livez`);
     expect((await fetch(`${url}/readyz`)).status).toBe(200);
