@@ -192,25 +192,25 @@ describe('agents enforce rules pushed live', () => {
     const rule = await createRule(application, limitRule(5));
     await acked(application, rule.revision, 2);
 
-    const statuses = await burst(`${a!.url}/api/items/1`, 12);
+    const statuses = await burst(`${a.url}/api/items/1`, 12);
     expect(count(statuses, 200)).toBe(5);
     expect(count(statuses, 503)).toBe(7);
     // The handler never saw the rejected calls.
-    expect(await served(a!)).toBe(5);
-    const rejected = await get(`${a!.url}/api/items/1`);
+    expect(await served(a)).toBe(5);
+    const rejected = await get(`${a.url}/api/items/1`);
     expect(rejected.status).toBe(503);
     expect(rejected.body).toBe('slow down');
     expect(rejected.headers.get('retry-after')).toBe('30');
     expect(rejected.headers.get('x-steward-reason')).toBe('limited');
     expect(rejected.headers.get('x-steward-rule')).toBe(rule.id);
     // Paths outside the target are not limited.
-    expect((await get(`${a!.url}/admin/stats`)).status).toBe(200);
+    expect((await get(`${a.url}/admin/stats`)).status).toBe(200);
 
     // Edited through the API: a new revision, pushed, ACKed by both instances, enforced afresh.
     const revision = await updateRule(application, rule.id, limitRule(8, 429));
     expect(revision).toBe(rule.revision + 1);
     await acked(application, revision, 2);
-    const after = await burst(`${b!.url}/api/items/2`, 12);
+    const after = await burst(`${b.url}/api/items/2`, 12);
     expect(count(after, 200)).toBe(8);
     expect(count(after, 429)).toBe(4);
 

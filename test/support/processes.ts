@@ -96,13 +96,13 @@ export async function eventually<T>(
   what = 'condition',
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let last: unknown;
+  let last: Error | undefined;
   while (Date.now() < deadline) {
     try {
       const value = await probe();
       if (value !== undefined) return value;
     } catch (error) {
-      last = error;
+      last = error instanceof Error ? error : new Error(String(error));
     }
     await new Promise((r) => setTimeout(r, 50));
   }
