@@ -239,7 +239,10 @@ describe('agents enforce rules pushed live', () => {
       return r.reason === 'degraded-forced' ? r : undefined;
     });
     expect(forced).toMatchObject({ status: 200, rule: degrade.id, body: '{"items":[],"degraded":true}' });
+    // (Calls made before the rule and the address map arrived reached the provider.)
+    await fetch(`${provider.url}/admin/reset`, { method: 'POST' });
     expect(await callThrough(consumer, '/api/items/2', 'http')).toMatchObject({ status: 200, reason: 'degraded-forced' });
+    expect(await callThrough(consumer, '/api/items/3')).toMatchObject({ status: 200, reason: 'degraded-forced' });
     expect(await served(provider)).toBe(0);
 
     // Not forced: calls go through; the fallback now only answers rejections.
