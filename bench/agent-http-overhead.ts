@@ -107,7 +107,9 @@ async function main(): Promise<void> {
   for (let i = 0; i < ROUNDS; i++) {
     without.push(await load(plainUrl));
     withAgent.push(await load(agentUrl));
-    console.log(`round ${i + 1}: without ${without[i]!.requestsPerSec.toFixed(0)} req/s, with ${withAgent[i]!.requestsPerSec.toFixed(0)} req/s`);
+    console.log(
+      `round ${i + 1}: without ${without[i]!.requestsPerSec.toFixed(0)} req/s, with ${withAgent[i]!.requestsPerSec.toFixed(0)} req/s`,
+    );
   }
   const median = (rounds: Round[], pick: (r: Round) => number) => {
     const values = rounds.map(pick).sort((a, b) => a - b);

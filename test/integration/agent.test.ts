@@ -317,17 +317,15 @@ describe('agents enforce rules pushed live', () => {
         enabled: true,
         limit: { mode: 'qps', permitsPerSec: -5, burst: 1, perCaller: false },
       };
-      await db
-        .collection('rules')
-        .insertOne({
-          _id: bad as never,
-          application,
-          revision: next,
-          rule,
-          targetKey: 'x',
-          updatedAt: new Date(),
-          updatedBy: 'test',
-        });
+      await db.collection('rules').insertOne({
+        _id: bad as never,
+        application,
+        revision: next,
+        rule,
+        targetKey: 'x',
+        updatedAt: new Date(),
+        updatedBy: 'test',
+      });
       await db
         .collection('rule_sets')
         .updateOne({ _id: application as never }, { $set: { revision: next, updatedAt: new Date() } });

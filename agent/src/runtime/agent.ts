@@ -1,0 +1,158 @@
+import { Engine, TickerClock } from '../engine/index.js';
+import { AnswerServer } from './answer-server.js';
+import type { AgentConfig } from './config.js';
+import { patchInbound, type InboundGate } from './inbound.js';
+import { Faults, type Logger } from './log.js';
+import { Peers } from './names.js';
+import { patchOutbound, type OutboundGate } from './outbound.js';
+import { RuleSet } from './rule-set.js';
+import { MAX_PORTS, Session } from './session.js';
+import { StateStore } from './state-store.js';
+
+/** Where the running agent's handle lives: one per process, whichever copy of the agent got there first. */
+export const HANDLE = Symbol.for('steward.agent');
+
+export interface AgentStatus {
+  enabled: boolean;
+  /** Why the agent is not running, when it is not. */
+  reason?: string;
+  connected: boolean;
+  appliedRevision: number;
+  internalErrors: number;
+  invalidFrames: number;
+  reconnects: number;
+  ports: number[];
+  peers: number;
+}
+
+export interface AgentHandle {
+  readonly engine: Engine | undefined;
+  status(): AgentStatus;
+  stop(): void;
+}
+
+/** The handle of an agent that did not start (disabled or misconfigured). */
+export function inertHandle(reason: string): AgentHandle {
+  const status: AgentStatus = {
+    enabled: false,
+    reason,
+    connected: false,
+    appliedRevision: 0,
+    internalErrors: 0,
+    invalidFrames: 0,
+    reconnects: 0,
+    ports: [],
+    peers: 0,
+  };
+  return { engine: undefined, status: () => ({ ...status }), stop: () => undefined };
+}
+
+/**
+ * The agent: the engine, the rules it enforces (restored from disk first), the session that keeps
+ * them current, and the interception of Node's HTTP stack that puts the engine in front of calls.
+ */
+export class Agent implements InboundGate, OutboundGate {
+  active = false;
+  readonly application: string;
+  readonly engine: Engine;
+  readonly answers: AnswerServer;
+  private readonly clock = new TickerClock();
+  private readonly faults: Faults;
+  private readonly peers = new Peers();
+  private readonly ports = new Set<number>();
+  private readonly rules: RuleSet;
+  private readonly session: Session;
+
+  constructor(config: AgentConfig, log: Logger) {
+    this.application = config.application;
+    this.faults = new Faults(log);
+    this.engine = new Engine({
+      application: config.application,
+      clock: this.clock,
+      // The engine's clock is monotonic; the frame carries wall-clock time.
+      onBreakerState: (ruleId, state, at) => {
+        try {
+          this.session.breakerState(ruleId, state, Math.round(performance.timeOrigin + at));
+        } catch (error) {
+          this.fault('breaker-state', error);
+        }
+      },
+    });
+    this.rules = new RuleSet(this.engine, new StateStore(config.stateDir, config.application, log), log);
+    this.answers = new AnswerServer((error) => this.fault('answer-server', error));
+    this.session = new Session({
+      serverUrl: config.serverUrl,
+      token: config.token,
+      application: config.application,
+      instanceId: config.instanceId,
+      host: config.host,
+      rules: this.rules,
+      peers: this.peers,
+      ports: () => [...this.ports],
+      log,
+      faults: this.faults,
+    });
+  }
+
+  /** Enforces the saved rules, then guards Node's HTTP stack, then connects: the app is guarded before its first call. */
+  start(): void {
+    this.clock.start();
+    this.rules.restore();
+    this.active = true;
+    try {
+      patchInbound(this);
+      patchOutbound(this);
+      this.session.start();
+    } catch (error) {
+      this.stop();
+      throw error;
+    }
+  }
+
+  /** Stops guarding (the patches stay, passing everything through) and closes the session. */
+  stop(): void {
+    this.active = false;
+    this.session.stop();
+    this.answers.stop();
+    this.clock.stop();
+  }
+
+  handle(): AgentHandle {
+    return { engine: this.engine, status: () => this.status(), stop: () => this.stop() };
+  }
+
+  status(): AgentStatus {
+    return {
+      enabled: this.active,
+      connected: this.session.connected,
+      appliedRevision: this.rules.revision,
+      internalErrors: this.faults.count,
+      invalidFrames: this.session.invalidFrames,
+      reconnects: this.session.reconnects,
+      ports: [...this.ports],
+      peers: this.peers.size,
+    };
+  }
+
+  fault(kind: string, error: unknown): void {
+    this.faults.record(kind, error);
+  }
+
+  calleeOf(host: string, port: number): string {
+    return this.peers.calleeOf(host, port);
+  }
+
+  isOwn(agent: unknown): boolean {
+    return agent === this.session.transportAgent;
+  }
+
+  portOpened(port: number): void {
+    if (this.ports.has(port) || this.ports.size >= MAX_PORTS) return;
+    this.ports.add(port);
+    this.session.listening([...this.ports]);
+  }
+
+  portClosed(port: number): void {
+    if (this.ports.delete(port)) this.session.listening([...this.ports]);
+  }
+}
