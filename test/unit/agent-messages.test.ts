@@ -33,6 +33,8 @@ describe('agent protocol frames', () => {
       { type: 'nack', revision: 8, reason: 'rule r9: limit.permitsPerSec: too large', keptRevision: 7 },
       { type: 'heartbeat', appliedRevision: 7, sentAt: 1_790_000_000_000 },
       { type: 'breaker-state', ruleId: 'b1', state: 'OPEN', at: 1_790_000_000_000 },
+      { type: 'listening', ports: [8080, 8443] },
+      { type: 'resync', heldRevision: 6 },
     ]) {
       expect(AgentMessageSchema.safeParse(frame).success).toBe(true);
     }
@@ -44,6 +46,14 @@ describe('agent protocol frames', () => {
       { type: 'snapshot', application: 'orders', revision: 7, rules: [limit] },
       { type: 'delta', application: 'orders', fromRevision: 7, revision: 8, upserts: [limit], deletes: ['r2'] },
       { type: 'error', code: 'bad-frame', message: 'hello: protocol is required' },
+      {
+        type: 'peers',
+        application: 'orders',
+        addresses: [
+          { address: '10.0.0.8:20880', application: 'stock' },
+          { address: '[::1]:8080', application: 'pricing' },
+        ],
+      },
     ]) {
       expect(ServerMessageSchema.safeParse(frame).success).toBe(true);
     }
@@ -59,8 +69,23 @@ describe('agent protocol frames', () => {
     ['an unknown language', { ...hello, agent: { language: 'cobol', version: '1' } }],
     ['a huge reason', { type: 'nack', revision: 1, reason: 'x'.repeat(5_000), keptRevision: 0 }],
     ['a breaker state nobody knows', { type: 'breaker-state', ruleId: 'b', state: 'AJAR', at: 1 }],
+    ['too many ports', { type: 'listening', ports: Array.from({ length: 17 }, (_, i) => 8000 + i) }],
   ])('refuses %s', (_what, frame) => {
     expect(AgentMessageSchema.safeParse(frame).success).toBe(false);
+  });
+
+  it.each([
+    [
+      'an address without a port',
+      { type: 'peers', application: 'orders', addresses: [{ address: 'stock', application: 'stock' }] },
+    ],
+    [
+      'an address with a path',
+      { type: 'peers', application: 'orders', addresses: [{ address: 'a/b:80', application: 'stock' }] },
+    ],
+    ['an error code nobody knows', { type: 'error', code: 'oops', message: 'x' }],
+  ])('refuses a server frame with %s', (_what, frame) => {
+    expect(ServerMessageSchema.safeParse(frame).success).toBe(false);
   });
 
   it('checks pushed rules one by one, naming the first bad one', () => {
