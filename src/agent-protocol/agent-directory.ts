@@ -173,8 +173,8 @@ export class AgentDirectory {
     return record.lastNack && record.lastNack.revision > record.appliedRevision ? 'nacked' : 'pending';
   }
 
-  /** How the connected instances of an application stand against `revision`. */
-  revisionStatus(application: string, revision: number): RevisionStatus {
+  /** How the connected instances of an application stand against `revision` (per instance unless `instances` is false). */
+  revisionStatus(application: string, revision: number, instances = true): RevisionStatus {
     const status: RevisionStatus = {
       application,
       revision,
@@ -184,19 +184,22 @@ export class AgentDirectory {
       connected: 0,
       instances: [],
     };
-    for (const record of this.list(application)) {
+    const members = this.byApplication.get(application) ?? new Set<string>();
+    for (const record of instances ? this.list(application) : [...members].map((id) => this.byInstance.get(id))) {
+      if (!record) continue;
       const state = AgentDirectory.syncState(record, revision);
       if (state === 'disconnected') continue;
       status.connected += 1;
       if (state === 'in-sync') status.acknowledged += 1;
       else if (state === 'nacked') status.nacked += 1;
       else status.pending += 1;
-      status.instances.push({
-        instanceId: record.instanceId,
-        appliedRevision: record.appliedRevision,
-        state,
-        ...(state === 'nacked' && record.lastNack ? { nack: record.lastNack.reason } : {}),
-      });
+      if (instances)
+        status.instances.push({
+          instanceId: record.instanceId,
+          appliedRevision: record.appliedRevision,
+          state,
+          ...(state === 'nacked' && record.lastNack ? { nack: record.lastNack.reason } : {}),
+        });
     }
     return status;
   }

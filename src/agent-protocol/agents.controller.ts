@@ -1,5 +1,5 @@
-import { Controller, Get, Param } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
+import { Controller, Get, Param, Query } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiParam, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import { ZodValidationPipe } from '../common/zod-validation.pipe.js';
 import { AgentDirectory, type AgentRecord } from './agent-directory.js';
@@ -9,6 +9,13 @@ const Application = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'an application name: letters, digits, . _ - (at most 128)')
   .transform((name) => name.toLowerCase());
+
+const AcksQuery = z.strictObject({
+  instances: z
+    .enum(['true', 'false'])
+    .default('true')
+    .transform((v) => v === 'true'),
+});
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
@@ -85,11 +92,13 @@ export class AgentsController {
   })
   @ApiParam({ name: 'application' })
   @ApiParam({ name: 'revision', type: Number })
+  @ApiQuery({ name: 'instances', required: false, description: 'false: counts only (cheap to poll with thousands of agents)' })
   acks(
     @Param('application', new ZodValidationPipe(Application, 'params')) application: string,
     @Param('revision', new ZodValidationPipe(z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER), 'params'))
     revision: number,
+    @Query(new ZodValidationPipe(AcksQuery, 'query')) query: z.output<typeof AcksQuery>,
   ) {
-    return this.hub.directory.revisionStatus(application, revision);
+    return this.hub.directory.revisionStatus(application, revision, query.instances);
   }
 }
