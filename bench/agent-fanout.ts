@@ -21,7 +21,7 @@ import { MongoClient } from 'mongodb';
 import { freePort } from '../test/support/net.js';
 import { stackEnv } from '../test/support/stack.js';
 import type { ParentCommand, Progress, RevisionReport, WorkerMessage } from './agent-fanout-client.js';
-import { machine, percentile, writeSection } from './report.js';
+import { machine, percentile, timedApi, writeSection } from './report.js';
 
 const DEFAULT_AGENTS = 10_000;
 const AGENTS = Number(process.env.AGENTS ?? DEFAULT_AGENTS);
@@ -174,16 +174,7 @@ async function main(): Promise<void> {
   const loadBefore = loadavg()[0]!;
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const api = async <T>(path: string, init: RequestInit = {}): Promise<{ ms: number; bytes: number; body: T }> => {
-    const started = performance.now();
-    const res = await fetch(`${url}${path}`, {
-      ...init,
-      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json', ...init.headers },
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${path}: ${res.status} ${text.slice(0, 300)}`);
-    return { ms: performance.now() - started, bytes: Buffer.byteLength(text), body: JSON.parse(text) as T };
-  };
+  const api = timedApi(url, ADMIN);
   const acks = (revision: number) =>
     api<{ acknowledged: number; connected: number; pending: number; nacked: number }>(
       `/api/applications/${APP}/revisions/${revision}/acks?instances=false`,

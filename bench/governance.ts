@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { MongoClient } from 'mongodb';
 import { parseRule, type Rule, ruleTargetKey } from '../src/agent-protocol/rules.js';
 import { freePort } from '../test/support/net.js';
-import { machine, percentile, writeSection } from './report.js';
+import { machine, percentile, timedApi, writeSection } from './report.js';
 import { stackEnv } from '../test/support/stack.js';
 
 const RULES = Number(process.env.BENCH_RULES ?? 10_000);
@@ -41,16 +41,7 @@ async function main(): Promise<void> {
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-  const api = async (path: string, init: RequestInit = {}) => {
-    const started = performance.now();
-    const res = await fetch(`${url}${path}`, {
-      ...init,
-      headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json', ...init.headers },
-    });
-    const body = await res.text();
-    if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${path}: ${res.status} ${body.slice(0, 200)}`);
-    return { ms: performance.now() - started, body };
-  };
+  const api = timedApi(url, TOKEN);
   const results: [string, string][] = [];
   try {
     for (let i = 0; ; i++) {
@@ -123,7 +114,7 @@ async function main(): Promise<void> {
 
     const updates: number[] = [];
     const { body } = await api(`/api/applications/${APP}/rules`);
-    const ids = (JSON.parse(body) as { rules: { id: string }[] }).rules.map((r) => r.id);
+    const ids = (body as { rules: { id: string }[] }).rules.map((r) => r.id);
     for (let k = 0; k < 100; k++) {
       const id = ids[(k * 97) % RULES]!;
       const { ms } = await api(`/api/applications/${APP}/rules/${id}`, {

@@ -22,3 +22,20 @@ export async function writeSection(name: string, lines: string[]): Promise<void>
   await writeFile(file, doc);
   console.log(`written to ${file}`);
 }
+
+/**
+ * A timed client of a Steward server's REST API: every call's round trip in ms, the response's
+ * size, and its JSON body; a non-2xx answer throws with the status and the start of the body.
+ */
+export function timedApi(base: string, token: string) {
+  return async <T = unknown>(path: string, init: RequestInit = {}): Promise<{ ms: number; bytes: number; body: T }> => {
+    const started = performance.now();
+    const res = await fetch(`${base}${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...init.headers },
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${path}: ${res.status} ${text.slice(0, 300)}`);
+    return { ms: performance.now() - started, bytes: Buffer.byteLength(text), body: JSON.parse(text) as T };
+  };
+}
