@@ -1,11 +1,13 @@
 // Bundles the agent into one CommonJS file with everything it needs (socket.io-client, zod, the
 // shared protocol schemas), so an application preloads it without installing anything.
 import { build } from 'esbuild';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('.', import.meta.url));
 
-await build({
+const result = await build({
   absWorkingDir: root,
   entryPoints: { register: 'src/runtime/register.ts' },
   outdir: 'dist',
@@ -31,4 +33,13 @@ await build({
     },
   ],
   logLevel: 'warning',
+  // Written by rename below: a process preloading the agent while it is rebuilt (tests run in
+  // parallel) reads the old file or the new one, never half of one.
+  write: false,
 });
+for (const file of result.outputFiles) {
+  const partial = `${file.path}.${process.pid}.tmp`;
+  await mkdir(dirname(file.path), { recursive: true });
+  await writeFile(partial, file.contents);
+  await rename(partial, file.path);
+}

@@ -12,6 +12,7 @@ import { GovernanceModule } from './governance/governance.module.js';
 import { HealthModule } from './health/health.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
 import { RegistryBridgeModule } from './registry-bridge/registry-bridge.module.js';
+import { StatsModule } from './stats/stats.module.js';
 
 /** Paths probed every few seconds by orchestrators and scrapers: not worth a log line each. */
 const QUIET_PATHS = new Set(['/livez', '/readyz', '/metrics']);
@@ -47,6 +48,7 @@ export class AppModule {
         RegistryBridgeModule,
         GovernanceModule,
         AgentProtocolModule,
+        StatsModule,
       ],
     };
   }

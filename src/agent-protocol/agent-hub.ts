@@ -11,6 +11,7 @@ import { RuleChangeFeed } from '../governance/rule-change-feed.js';
 import { RuleStore } from '../governance/rule-store.service.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { RegistryBridge } from '../registry-bridge/registry-bridge.service.js';
+import { StatsIngest } from '../stats/stats-ingest.js';
 import { AgentDirectory } from './agent-directory.js';
 import { type AgentMessage, AgentMessageSchema, PROTOCOL_VERSION, type ServerMessage } from './messages.js';
 import { type PeersFrame, PushedRuleSet } from './rule-push.js';
@@ -70,6 +71,7 @@ export class AgentHub implements OnApplicationBootstrap, OnModuleDestroy {
     private readonly feed: RuleChangeFeed,
     private readonly bridge: RegistryBridge,
     private readonly tokens: ApiTokens,
+    private readonly stats: StatsIngest,
     metrics: MetricsService,
     @InjectPinoLogger(AgentHub.name) private readonly logger: PinoLogger,
   ) {
@@ -265,6 +267,10 @@ export class AgentHub implements OnApplicationBootstrap, OnModuleDestroy {
       case 'listening':
         this.directory.listening(instanceId, message.ports);
         this.calleeChanged(application);
+        return;
+      case 'stats':
+      case 'records':
+        this.stats.accept(application, instanceId, message);
         return;
       case 'resync':
         this.enqueue(application, async () => {

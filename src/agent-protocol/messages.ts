@@ -70,6 +70,81 @@ export const ListeningSchema = z.strictObject({
 /** Asks for a snapshot: the agent received a delta that does not start at the revision it holds. */
 export const ResyncSchema = z.strictObject({ type: z.literal('resync'), heldRevision: revision });
 
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const peer = z.union([name, z.literal('')]);
+const direction = z.enum(['inbound', 'outbound']);
+const protocol = z.enum(['http', 'dubbo']);
+
+/**
+ * One second of one call key's statistics. `resource` is `<METHOD> <path template>` for HTTP (ids
+ * in paths written `{id}`, see docs/stats.md) or `<interface>#<method>` for Dubbo.
+ */
+export const StatsEntrySchema = z.strictObject({
+  direction,
+  /** The caller (inbound) or callee (outbound) application; '' when unknown. */
+  peer,
+  protocol,
+  resource: text(600),
+  /** Calls that reached the agent; every other counter is a part of it. */
+  calls: count,
+  successes: count,
+  errors: count,
+  limited: count,
+  /** Rejected by a breaker (open or half-open). */
+  broken: count,
+  /** Answered with a degrade rule's fallback (forced or replacing a rejection). */
+  degraded: count,
+  /** Completed slower than the slowest `slowCallMs` of the breakers matching it, or 1,000 ms without one. */
+  slow: count,
+  latencySumMs: count,
+  latencyMaxMs: count,
+  /** Sparse latency histogram of completed calls: [bucket, count] pairs, buckets per latency-histogram.ts. */
+  histogram: z.array(z.tuple([z.number().int().min(0).max(511), count])).max(512),
+});
+
+/** One second of the instance's statistics, numbered so the server counts each batch once. */
+export const StatsSchema = z.strictObject({
+  type: z.literal('stats'),
+  /** 1, 2, 3… per instance (per `hello.instanceId`), one per batch; never reused. */
+  seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  /** The second the batch covers, seconds since the epoch (agent clock). */
+  second: z.number().int().min(0),
+  /** Batches the agent dropped (buffer full while disconnected) since it sent the previous one. */
+  dropped: count,
+  entries: z.array(StatsEntrySchema).max(5_000),
+});
+
+export const CallRecordSchema = z.strictObject({
+  /** When the call started, ms since the epoch. */
+  at: z.number().int().min(0),
+  traceId: z.string().regex(/^[0-9a-f]{16,32}$/, 'hex, 16–32 characters'),
+  direction,
+  caller: peer,
+  callee: peer,
+  protocol,
+  /** HTTP method, or the Dubbo interface. */
+  method: text(256),
+  /** HTTP path without the query, or the Dubbo method. */
+  path: z.string().max(2_048),
+  /** HTTP status; 0 when there was no response. */
+  status: z.number().int().min(0).max(999),
+  latencyMs: count,
+  outcome: z.enum(['success', 'error', 'limited', 'broken', 'degraded']),
+  /** Why it was kept: every slow, failed or blocked call (up to a cap per second), and a sample of the rest. */
+  kept: z.enum(['slow', 'error', 'blocked', 'sampled']),
+  ruleId: text(64).optional(),
+  /** Configured request headers (tenant, user…), name → value. */
+  details: z.record(z.string().regex(/^[a-z0-9-]{1,64}$/), z.string().max(256)).optional(),
+});
+
+export const RecordsSchema = z.strictObject({
+  type: z.literal('records'),
+  /** 1, 2, 3… per instance, separate from the stats sequence. */
+  seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  dropped: count,
+  records: z.array(CallRecordSchema).max(1_000),
+});
+
 export const AgentMessageSchema = z.discriminatedUnion('type', [
   HelloSchema,
   AckSchema,
@@ -78,6 +153,8 @@ export const AgentMessageSchema = z.discriminatedUnion('type', [
   BreakerStateSchema,
   ListeningSchema,
   ResyncSchema,
+  StatsSchema,
+  RecordsSchema,
 ]);
 
 // ---- server → agent ------------------------------------------------------------------------------

@@ -41,6 +41,14 @@ export const ENV_SCHEMA = z.object({
   MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\/[^/]+/, 'must be a mongodb:// or mongodb+srv:// connection string'),
   KAFKA_BROKERS: hostPortList,
   KAFKA_CLIENT_ID: z.string().min(1).default('steward'),
+  // Where agents' statistics and call records travel between the ingest and the aggregator.
+  STATS_TOPIC: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,249}$/, 'a Kafka topic name: letters, digits, . _ - (at most 249)')
+    .default('steward.stats.v1'),
+  // Whether this server runs the stats aggregator (a consumer group member); `off` when it runs as
+  // its own process (`npm run stats:aggregator`).
+  STATS_AGGREGATOR: z.enum(['on', 'off']).default('on'),
   // A ZooKeeper connect string, optionally with a chroot: host1:2181,host2:2181/chroot.
   ZOOKEEPER_CONNECT: z
     .string()
@@ -65,7 +73,7 @@ export const ENV_SCHEMA = z.object({
   // How often rule-set revisions are read back for applications with agents: catches writes made
   // by other replicas or directly in the database.
   AGENT_REVISION_POLL_MS: millis(100, 600_000).default(2_000),
-  AGENT_MAX_FRAME_BYTES: z.coerce.number().int().min(1_024).max(16_777_216).default(65_536),
+  AGENT_MAX_FRAME_BYTES: z.coerce.number().int().min(1_024).max(16_777_216).default(1_048_576),
   // The first admin's token; later tokens are issued through the API and stored hashed.
   ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').max(512).optional(),
   EUREKA_URLS: z
@@ -87,6 +95,7 @@ export interface AppConfig {
   shutdown: { drainMs: number; timeoutMs: number };
   mongodb: { uri: string };
   kafka: { brokers: string[]; clientId: string };
+  stats: { topic: string; aggregator: boolean };
   /** Absent when this deployment reads no ZooKeeper registry. */
   zookeeper: { connect: string; dubboRoots: string[]; sessionTimeoutMs: number } | null;
   /** Absent when this deployment reads no Eureka registry. */
@@ -124,6 +133,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
       shutdown: { drainMs: e.SHUTDOWN_DRAIN_MS, timeoutMs: e.SHUTDOWN_TIMEOUT_MS },
       mongodb: { uri: e.MONGODB_URI },
       kafka: { brokers: e.KAFKA_BROKERS, clientId: e.KAFKA_CLIENT_ID },
+      stats: { topic: e.STATS_TOPIC, aggregator: e.STATS_AGGREGATOR === 'on' },
       zookeeper: e.ZOOKEEPER_CONNECT
         ? { connect: e.ZOOKEEPER_CONNECT, dubboRoots: e.ZOOKEEPER_DUBBO_ROOTS, sessionTimeoutMs: e.ZOOKEEPER_SESSION_TIMEOUT_MS }
         : null,

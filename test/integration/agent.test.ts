@@ -433,7 +433,7 @@ describe('agents enforce rules pushed live', () => {
       socket.on('connect', () => resolve(socket));
     });
     const bigClosed = new Promise<string>((resolve) => big.on('disconnect', (reason) => resolve(reason)));
-    big.emit('hello', { type: 'hello', padding: 'x'.repeat(200_000) });
+    big.emit('hello', { type: 'hello', padding: 'x'.repeat(2_000_000) });
     expect(await bigClosed).toBe('transport close');
 
     // Bytes that are not socket.io at all, straight on the websocket.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type Rule } from '../../src/agent-protocol/rules.js';
-import { LATENCY_BUCKETS, latencyBucket, latencyBucketLowerMs } from '../../agent/src/engine/call-stats.js';
+import { LATENCY_BUCKETS, latencyBucket } from '../../src/agent-protocol/latency-histogram.js';
 import { ManualClock, TickerClock } from '../../agent/src/engine/clock.js';
 import { MAX_CHAINS } from '../../agent/src/engine/chains.js';
 import { DUBBO, HTTP, INBOUND, type Call } from '../../agent/src/engine/types.js';
@@ -165,7 +165,7 @@ describe('degrade', () => {
     const brk = breaker('brk', { strategy: 'errorCount', threshold: 1, minCalls: 1 });
     const { engine, get, events, drain } = setup([limit, brk, degrade('off', httpTarget())]);
     for (let i = 0; i < 5; i++) answered(get(), 'degraded-forced', 'off');
-    expect(drain()).toMatchObject([{ degradedForced: 5, passed: 0, limited: 0 }]);
+    expect(drain()).toMatchObject([{ calls: 5, degraded: 5, forced: 5, successes: 0, limited: 0 }]);
     engine.apply([limit, brk]);
     passed(get()).exit(true); // the bucket is still full
     expect(events).toEqual([['brk', 'OPEN', 0]]);
@@ -195,7 +195,10 @@ describe('degrade', () => {
     expect(answer.rpcMessage).toBeUndefined();
     clock.now = 1_000;
     expect(get()).toBe(answer); // the breaker is open now
-    expect(drain()).toMatchObject([{ passed: 1, limited: 1, breakerOpen: 1, fallback: 2, completed: 1, errors: 1 }]);
+    expect(drain().sort((a, b) => Number(a.second) - Number(b.second))).toMatchObject([
+      { second: 0, calls: 2, limited: 1, broken: 0, degraded: 1, successes: 0, errors: 1 },
+      { second: 1, calls: 1, limited: 0, broken: 1, degraded: 1 },
+    ]);
   });
 });
 
@@ -314,7 +317,7 @@ describe('calls', () => {
     const second = passed(get());
     answered(get(), 'limited', 'c'); // the counter did not go below zero
     second.exit(false);
-    expect(drain()).toMatchObject([{ passed: 2, completed: 2, errors: 0 }]);
+    expect(drain()).toMatchObject([{ calls: 3, successes: 2, errors: 0, limited: 1 }]);
   });
 
   it('resume() of a call that did not wait proceeds and changes nothing', () => {
@@ -322,7 +325,7 @@ describe('calls', () => {
     const call = passed(get());
     expect(call.resume()).toBeNull();
     call.exit(false);
-    expect(drain()).toMatchObject([{ passed: 1, completed: 1 }]);
+    expect(drain()).toMatchObject([{ calls: 1, successes: 1 }]);
   });
 
   it('reuses Call objects, only after a reserve of other calls', () => {
@@ -351,7 +354,7 @@ describe('statistics', () => {
     a.exit(false);
     clock.now = 12;
     b.exit(true);
-    passed(dubbo('com.example.StockService', 'reserve', 'web'));
+    passed(dubbo('com.example.StockService', 'reserve', 'web')).exit(false);
     const histogram = new Array<number>(LATENCY_BUCKETS).fill(0);
     histogram[5] = 1;
     histogram[latencyBucket(12)] = 1;
@@ -363,29 +366,22 @@ describe('statistics', () => {
         verb: 'GET',
         name: '/api/orders/7',
         overflow: false,
-        passed: 2,
-        limited: 1,
-        breakerOpen: 0,
-        breakerHalfOpen: 0,
-        degradedForced: 0,
-        fallback: 0,
-        completed: 2,
+        second: 0,
+        calls: 3,
+        successes: 1,
         errors: 1,
+        limited: 1,
+        broken: 0,
+        degraded: 0,
+        forced: 0,
+        slow: 0,
         latencySumMs: 17,
         latencyMaxMs: 12,
         latencyHistogram: histogram,
       },
-      expect.objectContaining({ protocol: DUBBO, verb: 'com.example.StockService', name: 'reserve', passed: 1, completed: 0 }),
+      expect.objectContaining({ protocol: DUBBO, verb: 'com.example.StockService', name: 'reserve', calls: 1, successes: 1 }),
     ]);
     expect(drain()).toEqual([]);
-  });
-
-  it('buckets latency in 4 steps per power of two', () => {
-    expect([0, 1, 3, 4, 5, 7, 8, 9, 10, 12, 15, 16, 1_000].map(latencyBucket)).toEqual([
-      0, 1, 3, 4, 5, 7, 8, 8, 9, 10, 11, 12, 35,
-    ]);
-    for (let i = 0; i < LATENCY_BUCKETS; i++) expect(latencyBucket(latencyBucketLowerMs(i))).toBe(i);
-    expect(latencyBucket(2 ** 40)).toBe(LATENCY_BUCKETS - 1);
   });
 });
 
@@ -396,16 +392,16 @@ describe('bounded memory', () => {
       passed(get(`/items/${i}/?page=${i}`, `caller-${i % 3}`)).exit(false); // a path and an alias: 2 entries
       passed(get('/hot', `app-${i}`)).exit(false); // one more caller of /hot: 1 entry
     }
-    expect(engine.cacheSizes()).toEqual({ chains: MAX_CHAINS, callers: 0 });
+    expect(engine.cacheSizes()).toEqual({ chains: MAX_CHAINS, callers: 0, parkedStats: 0 });
     // 3,333 rounds fill 9,999 entries; round 3,333 caches its path, then the cache is full.
     const entries = drain();
     expect(entries).toHaveLength(3_334 + 3_333 + 1);
-    expect(entries.at(-1)).toMatchObject({ overflow: true, passed: 200_000 - 2 * 3_333 - 1, completed: 193_333 });
-    expect(entries[0]).toMatchObject({ name: '/items/0', remote: 'caller-0', passed: 1, overflow: false });
+    expect(entries.at(-1)).toMatchObject({ overflow: true, calls: 200_000 - 2 * 3_333 - 1, successes: 193_333 });
+    expect(entries[0]).toMatchObject({ name: '/items/0', remote: 'caller-0', calls: 1, overflow: false });
     // Draining a full cache evicted the aliases; the paths with calls stayed.
     expect(engine.cacheSizes().chains).toBe(3_334 + 3_333);
     passed(get('/new', 'web')).exit(false);
-    expect(drain()).toMatchObject([{ name: '/new', overflow: false, passed: 1 }]);
+    expect(drain()).toMatchObject([{ name: '/new', overflow: false, calls: 1 }]);
   });
 
   it('evicts the keys without calls when a full cache is drained', () => {
@@ -442,8 +438,8 @@ describe('bounded memory', () => {
     passed(get(`/api/orders/7?${'x'.repeat(5_000)}`)).exit(false);
     expect(engine.cacheSizes().chains).toBe(1);
     expect(drain()).toMatchObject([
-      { name: '/api/orders/7', passed: 1 },
-      { overflow: true, passed: 2 },
+      { name: '/api/orders/7', calls: 1 },
+      { overflow: true, calls: 2 },
     ]);
   });
 });

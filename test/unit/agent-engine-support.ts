@@ -51,12 +51,38 @@ export function setup(rules: Rule[], now = 0) {
   const dubbo = (iface: string, method: string, remote = 'web', direction: 0 | 1 = INBOUND) =>
     engine.enter(direction, remote, DUBBO, iface, method);
   const outbound = (callee: string, path: string, method = 'GET') => engine.enter(OUTBOUND, callee, HTTP, method, path);
-  const drain = () => {
+  /** Every key's statistics since the last drain, all seconds, flattened: the key's fields and the counters. */
+  const drain = (before = Infinity) => {
     const out: Record<string, unknown>[] = [];
-    engine.drainStats((s: StatsView) => out.push({ ...s, latencyHistogram: Array.from(s.latencyHistogram) }));
+    engine.drainStats((s: StatsView) => out.push(flatten(s)), before);
     return out;
   };
   return { clock, engine, events, get, dubbo, outbound, drain };
+}
+
+/** A statistics view copied: its key's fields, its second and counters, the histogram as an array. */
+export function flatten(s: StatsView): Record<string, unknown> {
+  const { direction, remote, protocol, verb, name, overflow } = s.key;
+  return {
+    direction,
+    remote,
+    protocol,
+    verb,
+    name,
+    overflow,
+    second: s.second,
+    calls: s.calls,
+    successes: s.successes,
+    errors: s.errors,
+    limited: s.limited,
+    broken: s.broken,
+    degraded: s.degraded,
+    forced: s.forced,
+    slow: s.slow,
+    latencySumMs: s.latencySumMs,
+    latencyMaxMs: s.latencyMaxMs,
+    latencyHistogram: Array.from(s.latencyHistogram),
+  };
 }
 
 export function isCall(result: Call | Answer): result is Call {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Engine, INBOUND, HTTP, ManualClock } from '../../agent/src/engine/index.js';
 import { readConfig } from '../../agent/src/runtime/config.js';
+import { CallRecorder } from '../../agent/src/runtime/records.js';
 import { Flight } from '../../agent/src/runtime/interception.js';
 import { Logger } from '../../agent/src/runtime/log.js';
 import { callerOf, MAX_PEERS, Peers } from '../../agent/src/runtime/names.js';
@@ -225,7 +226,8 @@ describe('a flight', () => {
     const call = e.enter(INBOUND, '', HTTP, 'GET', '/');
     expect(call.kind).toBe('call');
     if (call.kind !== 'call') return;
-    const flight = new Flight(call, { active: true, application: 'orders', engine: e, fault: () => undefined });
+    const recorder = new CallRecorder({ application: 'orders', sample: 0, headers: [] });
+    const flight = new Flight(call, { active: true, application: 'orders', engine: e, recorder, fault: () => undefined });
     expect(e.enter(INBOUND, '', HTTP, 'GET', '/')).toMatchObject({ kind: 'answer', reason: 'limited' });
     flight.exit(false);
     const next = e.enter(INBOUND, '', HTTP, 'GET', '/');
@@ -240,6 +242,8 @@ describe('a flight', () => {
     const broken = {
       kind: 'call' as const,
       waitMs: 10,
+      startedAt: 0,
+      slowMs: 1_000,
       resume: () => {
         throw new Error('resume');
       },
@@ -247,7 +251,12 @@ describe('a flight', () => {
         throw new Error('exit');
       },
     };
-    const gate = { active: true, application: 'orders', engine: new Engine({ application: 'orders', clock: new ManualClock() }) };
+    const gate = {
+      active: true,
+      application: 'orders',
+      engine: new Engine({ application: 'orders', clock: new ManualClock() }),
+      recorder: new CallRecorder({ application: 'orders', sample: 0, headers: [] }),
+    };
     expect(new Flight(broken, { ...gate, fault: (kind) => faults.push(kind) }).resume()).toBeNull();
     new Flight(broken, { ...gate, fault: (kind) => faults.push(kind) }).exit(true);
     expect(faults).toEqual(['resume', 'exit']);

@@ -22,11 +22,12 @@ describe('parseConfig', () => {
         shutdown: { drainMs: 0, timeoutMs: 15000 },
         mongodb: { uri: 'mongodb://127.0.0.1:27017/steward' },
         kafka: { brokers: ['127.0.0.1:9092'], clientId: 'steward' },
+        stats: { topic: 'steward.stats.v1', aggregator: true },
         zookeeper: null,
         eureka: null,
         registry: { debounceMs: 100 },
         auth: {},
-        agents: { heartbeatMs: 10000, revisionPollMs: 2000, maxFrameBytes: 65536 },
+        agents: { heartbeatMs: 10000, revisionPollMs: 2000, maxFrameBytes: 1048576 },
       },
     });
   });

@@ -23,7 +23,7 @@ const BUCKETS = 10;
 export class Breaker {
   private readonly errorCount: boolean;
   /** slowCallRatio: calls slower than this are bad; -1 for the error strategies. */
-  private readonly slowCallMs: number;
+  readonly slowCallMs: number;
   private readonly threshold: number;
   private readonly bucketMs: number;
   private readonly minCalls: number;

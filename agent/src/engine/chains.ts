@@ -1,8 +1,8 @@
 import { type Breaker } from './breaker.js';
-import { StatsSlot } from './call-stats.js';
+import { DEFAULT_SLOW_MS, StatsKey, type StatsSlot, type StatsSlots } from './call-stats.js';
 import { type Limiter } from './limit.js';
 import { isNormalPath, normalisePath } from './match.js';
-import { DUBBO, HTTP, INBOUND, OUTBOUND, type Answer, type Direction, type Protocol, type StatsView } from './types.js';
+import { DUBBO, HTTP, INBOUND, OUTBOUND, type Answer, type Direction, type Protocol } from './types.js';
 
 /** Cache entries at most (chains, and aliases of raw targets); further keys share overflow statistics. */
 export const MAX_CHAINS = 10_000;
@@ -19,7 +19,9 @@ export class Resolved {
   constructor(
     /** The engine's rule-set version this was resolved under (-1: not yet). */
     readonly version: number,
-    readonly slot: StatsSlot,
+    readonly stats: StatsKey,
+    /** A completed call is slow above this: the largest `slowCallMs` of the slow-call breakers matching, else 1,000 ms. */
+    readonly slowMs: number = DEFAULT_SLOW_MS,
     readonly forced: Answer | null = null,
     readonly fallback: Answer | null = null,
     /** Limits in id order. */
@@ -45,9 +47,9 @@ export class Chain {
     readonly verb: string,
     /** Normalised HTTP path, or Dubbo method. */
     readonly name: string,
-    readonly slot: StatsSlot,
+    readonly stats: StatsKey,
   ) {
-    this.rules = new Resolved(-1, slot);
+    this.rules = new Resolved(-1, stats);
   }
 }
 
@@ -101,11 +103,11 @@ export class ChainCache {
   /** By direction × 2 + protocol, then name. */
   private readonly names: Map<string, NameEntry>[] = [0, 1, 2, 3].map(() => new Map<string, NameEntry>());
   private entries = 0;
-  private readonly overflow: StatsSlot[] = [
-    new StatsSlot(INBOUND, '', HTTP, '', '', true),
-    new StatsSlot(INBOUND, '', DUBBO, '', '', true),
-    new StatsSlot(OUTBOUND, '', HTTP, '', '', true),
-    new StatsSlot(OUTBOUND, '', DUBBO, '', '', true),
+  private readonly overflow: StatsKey[] = [
+    new StatsKey(INBOUND, '', HTTP, '', '', true),
+    new StatsKey(INBOUND, '', DUBBO, '', '', true),
+    new StatsKey(OUTBOUND, '', HTTP, '', '', true),
+    new StatsKey(OUTBOUND, '', DUBBO, '', '', true),
   ];
 
   get size(): number {
@@ -161,7 +163,7 @@ export class ChainCache {
     }
     let chain = name === target ? undefined : this.find(space, remote, verb, name);
     if (chain === undefined) {
-      chain = new Chain(direction, remote, protocol, verb, name, new StatsSlot(direction, remote, protocol, verb, name));
+      chain = new Chain(direction, remote, protocol, verb, name, new StatsKey(direction, remote, protocol, verb, name));
       this.insert(space, name, chain);
     }
     // A target too long to keep is normalised again on each call, but still counts under its path.
@@ -170,10 +172,11 @@ export class ChainCache {
   }
 
   /**
-   * Visits every key's statistics with calls since the last drain, then resets them. When the cache
-   * is full, aliases and keys without calls are evicted, so a burst of one-off keys does not pin it.
+   * Visits every key's statistics of a second before `before` (see StatsSlots.drainKey), then resets
+   * them. When the cache is full, aliases and keys without calls since the last drain are evicted,
+   * so a burst of one-off keys does not pin it.
    */
-  drain(visit: (entry: StatsView) => void): void {
+  drain(slots: StatsSlots, before: number, visit: (slot: StatsSlot) => void): void {
     const evict = this.entries >= MAX_CHAINS;
     if (evict) {
       this.frontNames.fill(null);
@@ -183,21 +186,15 @@ export class ChainCache {
       for (const [key, entry] of names) {
         for (const chain of entry.chains()) {
           const alias = chain.name !== key;
-          if (!alias && !chain.slot.isEmpty()) {
-            visit(chain.slot);
-            chain.slot.reset();
-          } else if (evict) {
+          const active = !alias && slots.drainKey(chain.stats, before, visit);
+          if (evict && !active) {
+            if (!alias) slots.forget(chain.stats);
             this.remove(names, key, entry, chain);
           }
         }
       }
     }
-    for (const slot of this.overflow) {
-      if (!slot.isEmpty()) {
-        visit(slot);
-        slot.reset();
-      }
-    }
+    for (const key of this.overflow) slots.drainKey(key, before, visit);
   }
 
   private insert(space: number, key: string, chain: Chain): void {

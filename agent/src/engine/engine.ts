@@ -2,7 +2,7 @@ import { pathSegments } from '../../../src/agent-protocol/path-pattern.js';
 import { type Rule } from '../../../src/agent-protocol/rules.js';
 import { buildAnswer } from './answers.js';
 import { Breaker, REJECT_OPEN } from './breaker.js';
-import { type StatsSlot } from './call-stats.js';
+import { DEFAULT_SLOW_MS, StatsSlots, type StatsKey, type StatsSlot } from './call-stats.js';
 import { ChainCache, NONE, Resolved, type Chain } from './chains.js';
 import { LimitState, type Limiter } from './limit.js';
 import { compareIds, compareSpecificity, compileTarget, matches, type Matcher } from './match.js';
@@ -16,14 +16,16 @@ import {
   type Direction,
   type EngineOptions,
   type Protocol,
+  type SecondStats,
   type StatsView,
 } from './types.js';
+import { collectSeconds } from './stats-entries.js';
 
 /**
  * The enforcement engine: decides each call by docs/rules.md's evaluation order, synchronously and,
  * in the steady state, without allocating. The rules matching a call key (direction, remote,
  * protocol, verb, path) are resolved once into a cached Chain (chains.ts), which also holds the
- * key's statistics. Call objects are pooled.
+ * key's statistics (call-stats.ts). Call objects and statistics slots are pooled.
  */
 
 const NO_SEGMENTS: readonly string[] = [];
@@ -41,14 +43,22 @@ class PooledCall implements Call {
   readonly kind = 'call';
   waitMs = 0;
   state = FREE;
-  /** When the breakers admitted the call: latency is measured from here. */
+  /** When the engine saw the call: statistics measure latency from here. */
+  startedAt = 0;
+  /** When the breakers admitted the call: breakers measure latency from here. */
   admittedAt = 0;
   /** The rules the call started with (an apply() during the call resolves its chain anew). */
   rules: Resolved | null = null;
+  /** The statistics slot of the second the call started in. */
+  slot: StatsSlot | null = null;
   /** The phase each breaker admitted the call in. */
   readonly phases: number[] = [];
 
   constructor(private readonly pool: CallPool) {}
+
+  get slowMs(): number {
+    return this.rules?.slowMs ?? DEFAULT_SLOW_MS;
+  }
 
   resume(): Answer | null {
     if (this.state !== WAITING) return null;
@@ -56,21 +66,22 @@ class PooledCall implements Call {
     return admitBreakers(this, this.pool.clock.now, this.pool);
   }
 
-  exit(error: boolean): void {
+  exit(error: boolean): number {
     if (this.state === RUNNING) {
       const now = this.pool.clock.now;
-      const latency = now - this.admittedAt;
       const rules = this.rules!;
       const breakers = rules.breakers;
-      for (let i = 0; i < breakers.length; i++) breakers[i]!.complete(this.phases[i]!, latency, error, now);
+      const admitted = now - this.admittedAt;
+      for (let i = 0; i < breakers.length; i++) breakers[i]!.complete(this.phases[i]!, admitted, error, now);
       releaseSlots(rules.slotLimits);
-      rules.slot.recordCompletion(latency, error);
-      this.pool.release(this);
-    } else if (this.state === WAITING) {
+      return this.pool.complete(this, now, error);
+    }
+    if (this.state === WAITING) {
       releaseSlots(this.rules!.slotLimits);
       this.waitMs = 0;
-      this.pool.release(this);
+      return this.pool.complete(this, this.pool.clock.now, error);
     }
+    return -1;
   }
 }
 
@@ -80,12 +91,42 @@ class PooledCall implements Call {
 const POOL_SIZE = 4_096; // a power of two
 const POOL_RESERVE = 64;
 
+/** Where a call started in an abandoned statistics slot is counted (call-stats.ts). */
+interface SlotSource {
+  currentSlot(key: StatsKey, now: number): StatsSlot;
+}
+
 class CallPool {
   private readonly ring: (PooledCall | undefined)[] = new Array<PooledCall | undefined>(POOL_SIZE).fill(undefined);
   private head = 0;
   private count = 0;
 
-  constructor(readonly clock: Clock) {}
+  constructor(
+    readonly clock: Clock,
+    private readonly slots: SlotSource,
+  ) {}
+
+  /** Counts a completed call in the slot of its start second, and releases it; returns its latency. */
+  complete(call: PooledCall, now: number, error: boolean): number {
+    const latency = now - call.startedAt;
+    this.startSlot(call, now).complete(latency, error, call.rules!.slowMs);
+    this.release(call);
+    return latency;
+  }
+
+  /** Counts a call a breaker rejected (after its queue wait, if any) in the slot of its start second, and releases it. */
+  broken(call: PooledCall, now: number, fallback: boolean): void {
+    this.startSlot(call, now).rejectBroken(fallback);
+    this.release(call);
+  }
+
+  private startSlot(call: PooledCall, now: number): StatsSlot {
+    let slot = call.slot!;
+    call.slot = null;
+    slot.inFlight--;
+    if (slot.abandoned) slot = this.slots.currentSlot(slot.key, now);
+    return slot;
+  }
 
   acquire(): PooledCall {
     if (this.count <= POOL_RESERVE) return new PooledCall(this);
@@ -108,19 +149,11 @@ function releaseSlots(limits: readonly Limiter[]): void {
   for (let i = 0; i < limits.length; i++) limits[i]!.release();
 }
 
-/** The answer of a rejected call: the most specific fallback if any (counted as such), else the rule's. */
-function rejectedWith(slot: StatsSlot, fallback: Answer | null, rejection: Answer): Answer {
-  if (fallback === null) return rejection;
-  slot.fallback++;
-  return fallback;
-}
-
 /** Step 3: every breaker in id order; the first rejection ends it and undoes the earlier admissions. */
 function admitBreakers(call: PooledCall, now: number, pool: CallPool): Answer | null {
   const rules = call.rules!;
   const breakers = rules.breakers;
   const phases = call.phases;
-  const slot = rules.slot;
   for (let i = 0; i < breakers.length; i++) {
     const breaker = breakers[i]!;
     const phase = breaker.admit(now);
@@ -128,19 +161,13 @@ function admitBreakers(call: PooledCall, now: number, pool: CallPool): Answer | 
       for (let j = 0; j < i; j++) breakers[j]!.giveBack(phases[j]!);
       releaseSlots(rules.slotLimits);
       const fallback = rules.fallback;
-      pool.release(call);
-      if (phase === REJECT_OPEN) {
-        slot.breakerOpen++;
-        return rejectedWith(slot, fallback, breaker.openAnswer);
-      }
-      slot.breakerHalfOpen++;
-      return rejectedWith(slot, fallback, breaker.halfOpenAnswer);
+      pool.broken(call, now, fallback !== null);
+      return fallback ?? (phase === REJECT_OPEN ? breaker.openAnswer : breaker.halfOpenAnswer);
     }
     phases[i] = phase;
   }
   call.state = RUNNING;
   call.admittedAt = now;
-  slot.passed++;
   return null;
 }
 
@@ -158,12 +185,52 @@ export class Engine {
   private version = 0;
 
   private readonly chains = new ChainCache();
+  private readonly slots = new StatsSlots();
+
+  /** Added to the clock for ms since the epoch. */
+  private epochOffset: number;
+  /** The wall-clock second calls are counted in now, and the clock time at which it ends. */
+  private second = 0;
+  private secondEnd = -Infinity;
 
   constructor(options: EngineOptions) {
     this.application = options.application;
     this.clock = options.clock;
     this.onBreakerState = options.onBreakerState;
-    this.pool = new CallPool(options.clock);
+    this.epochOffset = options.epochOffsetMs ?? 0;
+    this.pool = new CallPool(options.clock, this);
+  }
+
+  /** ms since the epoch = clock + this. */
+  get epochOffsetMs(): number {
+    return this.epochOffset;
+  }
+
+  /**
+   * Moves the clock's mapping to the epoch (the agent corrects drift between its monotonic clock and
+   * the wall clock). Seconds never go back: after a step backwards, calls count in the current
+   * second until the wall clock has caught up.
+   */
+  setEpochOffset(ms: number): void {
+    this.epochOffset = ms;
+    this.secondEnd = -Infinity;
+  }
+
+  /** The wall-clock second calls are counted in at clock time `now`. */
+  secondAt(now: number): number {
+    return now < this.secondEnd ? this.second : this.nextSecond(now);
+  }
+
+  /** The slot a call started in an abandoned slot is counted in: its key's slot of the current second. */
+  currentSlot(key: StatsKey, now: number): StatsSlot {
+    return this.slots.current(key, this.secondAt(now));
+  }
+
+  private nextSecond(now: number): number {
+    const second = Math.floor((now + this.epochOffset) / 1000);
+    if (second > this.second) this.second = second;
+    this.secondEnd = (this.second + 1) * 1000 - this.epochOffset;
+    return this.second;
   }
 
   /**
@@ -212,9 +279,12 @@ export class Engine {
     const chain =
       this.chains.get(direction, remote, protocol, verb, name) ?? this.chains.add(direction, remote, protocol, verb, name);
     const rules = chain.rules.version === this.version ? chain.rules : this.resolve(chain, now);
-    const slot = rules.slot;
+    const second = now < this.secondEnd ? this.second : this.nextSecond(now);
+    const stats = rules.stats;
+    let slot = stats.slot;
+    if (slot === null || slot.second !== second) slot = this.slots.rotate(stats, second);
     if (rules.forced !== null) {
-      slot.degradedForced++;
+      slot.degradeForced();
       return rules.forced;
     }
     const limits = rules.limits;
@@ -224,13 +294,17 @@ export class Engine {
       const wait = limiter.acquire(now);
       if (wait < 0) {
         for (let j = 0; j < i; j++) limits[j]!.release();
-        slot.limited++;
-        return rejectedWith(slot, rules.fallback, limiter.answer);
+        const fallback = rules.fallback;
+        slot.rejectLimited(fallback !== null);
+        return fallback ?? limiter.answer;
       }
       if (wait > waitMs) waitMs = wait;
     }
     const call = this.pool.acquire();
     call.rules = rules;
+    call.slot = slot;
+    call.startedAt = now;
+    slot.inFlight++;
     if (waitMs > 0) {
       call.state = WAITING;
       call.waitMs = waitMs;
@@ -240,18 +314,34 @@ export class Engine {
   }
 
   /**
-   * Visits the statistics of every key with calls since the last drain, then resets them. The view
-   * is live: copy what is needed before returning.
+   * Visits the statistics of every key and second before `before` (all seconds by default) with
+   * calls counted since the last drain, then resets them. The view is live: copy what is needed
+   * before returning. Calls still in flight are counted in their start second when they complete,
+   * so a later drain can visit an earlier second again.
    */
-  drainStats(visit: (entry: StatsView) => void): void {
-    this.chains.drain(visit);
+  drainStats(visit: (entry: StatsView) => void, before = Infinity): void {
+    this.drainSlots(visit, before);
+  }
+
+  /**
+   * The statistics of every second that has ended (before the current one, by default) as stats
+   * frame entries, merged by (direction, peer, protocol, resource), in ascending seconds; seconds
+   * without calls are left out. Allocates: called once a second.
+   */
+  drainSeconds(before = this.secondAt(this.clock.now)): SecondStats[] {
+    return collectSeconds((visit) => this.drainSlots(visit, before));
+  }
+
+  private drainSlots(visit: (slot: StatsSlot) => void, before: number): void {
+    this.chains.drain(this.slots, before, visit);
+    this.slots.drainParked(before, this.secondAt(this.clock.now), visit);
   }
 
   /** Sizes of the bounded caches, for the agent's own metrics and for tests. */
-  cacheSizes(): { chains: number; callers: number } {
+  cacheSizes(): { chains: number; callers: number; parkedStats: number } {
     let callers = 0;
     for (const compiled of this.compiled.values()) if (compiled.kind === 'limit') callers += compiled.state.callers;
-    return { chains: this.chains.size, callers };
+    return { chains: this.chains.size, callers, parkedStats: this.slots.parkedCount };
   }
 
   private compile(rule: Rule, json: string, now: number): Compiled {
@@ -296,9 +386,12 @@ export class Engine {
       else fallback = mostSpecific(fallback, compiled);
     }
     const slotLimits = limits.filter((limit) => limit.concurrency);
+    let slowMs = -1;
+    for (const breaker of breakers) slowMs = Math.max(slowMs, breaker.slowCallMs);
     return (chain.rules = new Resolved(
       this.version,
-      chain.slot,
+      chain.stats,
+      slowMs >= 0 ? slowMs : DEFAULT_SLOW_MS,
       forced?.kind === 'degrade' ? forced.answer : null,
       fallback?.kind === 'degrade' ? fallback.answer : null,
       limits.length > 0 ? limits : NONE,

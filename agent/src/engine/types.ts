@@ -48,6 +48,11 @@ export interface EngineOptions {
   /** The agent's own application; rules of other applications never match. */
   application: string;
   clock: Clock;
+  /**
+   * Added to the clock to get ms since the epoch: statistics are kept per wall-clock second, and
+   * call records carry wall-clock times. 0 (the default) when the clock already counts from the epoch.
+   */
+  epochOffsetMs?: number;
   /** Called on every breaker transition (the agent reports it as a `breaker-state` frame). */
   onBreakerState?: (ruleId: string, state: BreakerState, at: number) => void;
 }
@@ -55,7 +60,8 @@ export interface EngineOptions {
 /**
  * A call the engine let through steps 1–2 of the evaluation order (docs/rules.md). Calls are pooled:
  * once `exit` (or a rejecting `resume`) has returned, the object belongs to the engine again and may
- * be handed to a later call, so the interception layer must drop its reference.
+ * be handed to a later call, so the interception layer must drop its reference (and read what it
+ * needs of it before).
  */
 export interface Call {
   readonly kind: 'call';
@@ -64,6 +70,10 @@ export interface Call {
    * then call resume(). 0: the breakers were evaluated already; proceed.
    */
   readonly waitMs: number;
+  /** When the engine saw the call (enter), on the engine's clock. */
+  readonly startedAt: number;
+  /** The call counts as slow in the statistics when its latency is greater than this (ms). */
+  readonly slowMs: number;
   /**
    * Step 3 (breakers) after the wait. null: proceed with the call, then exit(); an Answer: answer
    * the call with it (the Call is released; do not call exit).
@@ -71,14 +81,16 @@ export interface Call {
   resume(): Answer | null;
   /**
    * The call completed; `error` as docs/rules.md "Outcomes" defines it (5xx, no response, a throw).
-   * Records breaker outcomes and statistics and releases concurrency slots. A second call is a
-   * no-op. Called while still waiting (the caller went away), it only releases the slots.
+   * Records breaker outcomes and statistics and releases concurrency slots. Called while still
+   * waiting (the caller went away), it releases the slots and counts the call as completed then.
+   * Returns the call's latency in ms (from enter, queue wait included), or -1 when the call was over
+   * already (a second exit is a no-op).
    */
-  exit(error: boolean): void;
+  exit(error: boolean): number;
 }
 
-/** Per-second statistics of one (direction, remote, protocol, verb, path) key, read in drainStats. */
-export interface StatsView {
+/** What statistics are kept by: one call key (direction, remote, protocol, verb, name). */
+export interface StatsKeyView {
   readonly direction: Direction;
   /** The caller (inbound) or callee (outbound), '' when unknown. */
   readonly remote: string;
@@ -87,22 +99,61 @@ export interface StatsView {
   readonly verb: string;
   /** Normalised HTTP path (docs/rules.md "The request path"), or Dubbo method. */
   readonly name: string;
-  /** True for the shared slot of calls whose key did not fit in the engine's bounded cache. */
+  /** True for the shared key of calls whose key did not fit in the engine's bounded cache. */
   readonly overflow: boolean;
-  /** Calls made (admitted by every limit and breaker). */
-  readonly passed: number;
-  /** Calls answered by the agent, per reason; a fallback is counted under its rejecting reason too. */
-  readonly limited: number;
-  readonly breakerOpen: number;
-  readonly breakerHalfOpen: number;
-  readonly degradedForced: number;
-  readonly fallback: number;
-  /** Calls that completed (exit), and how many of them were errors. */
-  readonly completed: number;
+}
+
+/**
+ * One key's statistics for one second, read in drainStats. Every call is counted once, when it
+ * completes or is answered by the agent, in the second it started (`second`), so that
+ * `calls = successes + errors + limited + broken + forced` holds in every view.
+ */
+export interface StatsView {
+  readonly key: StatsKeyView;
+  /** The wall-clock second (since the epoch) the calls started in. */
+  readonly second: number;
+  readonly calls: number;
+  /** Completed without error. */
+  readonly successes: number;
+  /** Completed with an error (docs/rules.md "Outcomes"). */
   readonly errors: number;
-  /** Latency of completed calls in ms, from admission to completion. */
+  /** Rejected by a limit (answered with its rejection or a fallback). */
+  readonly limited: number;
+  /** Rejected by a breaker, open or half-open (answered with its rejection or a fallback). */
+  readonly broken: number;
+  /** Answered with a degrade rule's fallback: forced, or replacing a limit's or breaker's rejection. */
+  readonly degraded: number;
+  /** Answered by a forced degrade rule (a part of `degraded`; not made, not limited, not broken). */
+  readonly forced: number;
+  /** Completed calls slower than the key's slow threshold. */
+  readonly slow: number;
+  /** Latency of completed calls in ms, from enter (queue wait included) to completion. */
   readonly latencySumMs: number;
   readonly latencyMaxMs: number;
-  /** Completed calls per latency bucket; `latencyBucketLowerMs(i)` is bucket i's lower bound. */
+  /** Completed calls per latency bucket of src/agent-protocol/latency-histogram.ts. */
   readonly latencyHistogram: Uint32Array;
+}
+
+/** One entry of a `stats` frame (StatsEntrySchema in src/agent-protocol/messages.ts). */
+export interface StatsEntry {
+  direction: 'inbound' | 'outbound';
+  peer: string;
+  protocol: 'http' | 'dubbo';
+  resource: string;
+  calls: number;
+  successes: number;
+  errors: number;
+  limited: number;
+  broken: number;
+  degraded: number;
+  slow: number;
+  latencySumMs: number;
+  latencyMaxMs: number;
+  histogram: [number, number][];
+}
+
+/** The entries of one second, merged by (direction, peer, protocol, resource). */
+export interface SecondStats {
+  second: number;
+  entries: StatsEntry[];
 }

@@ -5,9 +5,19 @@ import { patchInbound, type InboundGate } from './inbound.js';
 import { Faults, type Logger } from './log.js';
 import { Peers } from './names.js';
 import { patchOutbound, type OutboundGate } from './outbound.js';
+import { CallRecorder } from './records.js';
+import { Reporter } from './reporter.js';
 import { RuleSet } from './rule-set.js';
 import { MAX_PORTS, Session } from './session.js';
 import { StateStore } from './state-store.js';
+
+/** How far the engine's mapping of its monotonic clock to the wall clock may drift before it is corrected. */
+const MAX_CLOCK_DRIFT_MS = 100;
+
+/** Wall clock minus the engine's clock (TickerClock: performance.now() in whole ms). */
+function epochOffset(): number {
+  return Math.round(Date.now() - performance.now());
+}
 
 /** Where the running agent's handle lives: one per process, whichever copy of the agent got there first. */
 export const HANDLE = Symbol.for('steward.agent');
@@ -23,6 +33,9 @@ export interface AgentStatus {
   reconnects: number;
   ports: number[];
   peers: number;
+  /** Statistics and call-record frames: sent, waiting to be sent, dropped (buffer full while disconnected). */
+  stats: { sent: number; buffered: number; dropped: number };
+  records: { sent: number; buffered: number; dropped: number; skipped: number };
 }
 
 export interface AgentHandle {
@@ -43,8 +56,10 @@ export function inertHandle(reason: string): AgentHandle {
     reconnects: 0,
     ports: [],
     peers: 0,
+    stats: { sent: 0, buffered: 0, dropped: 0 },
+    records: { sent: 0, buffered: 0, dropped: 0, skipped: 0 },
   };
-  return { engine: undefined, status: () => ({ ...status }), stop: () => undefined };
+  return { engine: undefined, status: () => structuredClone(status), stop: () => undefined };
 }
 
 /**
@@ -56,12 +71,14 @@ export class Agent implements InboundGate, OutboundGate {
   readonly application: string;
   readonly engine: Engine;
   readonly answers: AnswerServer;
+  readonly recorder: CallRecorder;
   private readonly clock = new TickerClock();
   private readonly faults: Faults;
   private readonly peers = new Peers();
   private readonly ports = new Set<number>();
   private readonly rules: RuleSet;
   private readonly session: Session;
+  private readonly reporter: Reporter;
 
   constructor(config: AgentConfig, log: Logger) {
     this.application = config.application;
@@ -69,6 +86,7 @@ export class Agent implements InboundGate, OutboundGate {
     this.engine = new Engine({
       application: config.application,
       clock: this.clock,
+      epochOffsetMs: epochOffset(),
       // The engine's clock is monotonic; the frame carries wall-clock time.
       onBreakerState: (ruleId, state, at) => {
         try {
@@ -91,6 +109,23 @@ export class Agent implements InboundGate, OutboundGate {
       ports: () => [...this.ports],
       log,
       faults: this.faults,
+      onEstablished: () => this.reporter.flush(),
+    });
+    this.recorder = new CallRecorder({
+      application: config.application,
+      sample: config.recordSample,
+      headers: config.recordHeaders,
+    });
+    this.reporter = new Reporter({
+      engine: this.engine,
+      recorder: this.recorder,
+      send: (frame) => this.session.sendReport(frame),
+      faults: this.faults,
+      beforeTick: () => {
+        // The monotonic clock and the wall clock drift apart (NTP): keep seconds on the wall clock.
+        const offset = epochOffset();
+        if (Math.abs(offset - this.engine.epochOffsetMs) > MAX_CLOCK_DRIFT_MS) this.engine.setEpochOffset(offset);
+      },
     });
   }
 
@@ -103,6 +138,7 @@ export class Agent implements InboundGate, OutboundGate {
       patchInbound(this);
       patchOutbound(this);
       this.session.start();
+      this.reporter.start();
     } catch (error) {
       this.stop();
       throw error;
@@ -112,6 +148,7 @@ export class Agent implements InboundGate, OutboundGate {
   /** Stops guarding (the patches stay, passing everything through) and closes the session. */
   stop(): void {
     this.active = false;
+    this.reporter.stop();
     this.session.stop();
     this.answers.stop();
     this.clock.stop();
@@ -131,6 +168,13 @@ export class Agent implements InboundGate, OutboundGate {
       reconnects: this.session.reconnects,
       ports: [...this.ports],
       peers: this.peers.size,
+      stats: { sent: this.reporter.stats.sent, buffered: this.reporter.stats.buffered, dropped: this.reporter.stats.dropped },
+      records: {
+        sent: this.reporter.records.sent,
+        buffered: this.reporter.records.buffered,
+        dropped: this.reporter.records.dropped,
+        skipped: this.recorder.skipped,
+      },
     };
   }
 

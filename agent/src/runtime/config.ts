@@ -14,12 +14,20 @@ export interface AgentConfig {
   instanceId: string;
   host: string;
   logLevel: LogLevel;
+  /** The share of normal calls kept as call records, 0–1. */
+  recordSample: number;
+  /** Request headers recorded as call records' details, lower-case. */
+  recordHeaders: string[];
 }
 
 export type ConfigResult = { ok: true; config: AgentConfig } | { ok: false; disabled: boolean; reason: string };
 
 const optional = (schema: z.ZodString) =>
   z.preprocess((value) => (typeof value === 'string' && value.trim() === '' ? undefined : value), schema.optional());
+
+/** STEWARD_RECORD_SAMPLE's default: 1 % of the calls that are neither slow, failed nor blocked. */
+export const DEFAULT_RECORD_SAMPLE = 0.01;
+const MAX_RECORD_HEADERS = 16;
 
 const EnvSchema = z.object({
   STEWARD_SERVER_URL: z
@@ -38,6 +46,31 @@ const EnvSchema = z.object({
   STEWARD_INSTANCE_ID: optional(z.string().trim().max(128, 'must be at most 128 characters')),
   STEWARD_HOST: optional(z.string().trim().max(255, 'must be at most 255 characters')),
   STEWARD_LOG: optional(z.string().trim().toLowerCase()).pipe(z.enum(LOG_LEVELS).default('warn')),
+  STEWARD_RECORD_SAMPLE: optional(z.string().trim())
+    .pipe(
+      z
+        .string()
+        .refine((value) => /^(\d+(\.\d*)?|\.\d+)%?$/.test(value), 'must be a share from 0 to 1 (0.01) or a percentage (1%)')
+        .transform((value) => (value.endsWith('%') ? Number(value.slice(0, -1)) / 100 : Number(value)))
+        .pipe(z.number().min(0, 'must be from 0 to 1').max(1, 'must be from 0 to 1 (or 0% to 100%)'))
+        .optional(),
+    )
+    .transform((value) => value ?? DEFAULT_RECORD_SAMPLE),
+  STEWARD_RECORD_HEADERS: optional(z.string().trim())
+    .transform((value) =>
+      (value ?? '')
+        .split(',')
+        .map((name) => name.trim().toLowerCase())
+        .filter((name) => name !== ''),
+    )
+    .pipe(
+      z
+        .array(
+          z.string().regex(/^[a-z0-9-]{1,64}$/, 'must be header names (letters, digits, "-"; at most 64 each), comma-separated'),
+        )
+        .max(MAX_RECORD_HEADERS, `must name at most ${MAX_RECORD_HEADERS} headers`),
+    )
+    .transform((names) => [...new Set(names)]),
 });
 
 /** The first non-internal IPv4 address: what other instances most likely reach this one on. */
@@ -71,6 +104,8 @@ export function readConfig(env: NodeJS.ProcessEnv): ConfigResult {
       instanceId: e.STEWARD_INSTANCE_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`.slice(0, 128),
       host: e.STEWARD_HOST ?? defaultHost(),
       logLevel: e.STEWARD_LOG,
+      recordSample: e.STEWARD_RECORD_SAMPLE,
+      recordHeaders: e.STEWARD_RECORD_HEADERS,
     },
   };
 }

@@ -1,8 +1,9 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import { HTTP, INBOUND, type Answer } from '../engine/index.js';
-import { Flight, writeAnswer, type Gate } from './interception.js';
+import { Flight, recordAnswered, writeAnswer, type Gate } from './interception.js';
 import { CALLER_HEADER, callerOf } from './names.js';
+import { enterRequest, RequestContext, TRACE_HEADER } from './trace.js';
 
 /**
  * Inbound HTTP: every http and https server's `request` event passes the engine first, whatever
@@ -54,17 +55,35 @@ export function patchInbound(gate: InboundGate): void {
 
 function onRequest(gate: Gate, server: http.Server, emit: Emit, req: IncomingMessage, res: ServerResponse): boolean {
   let verdict;
+  let caller = '';
   try {
-    verdict = gate.engine.enter(INBOUND, callerOf(req.headers[CALLER_HEADER]), HTTP, req.method ?? 'GET', req.url ?? '/');
+    caller = callerOf(req.headers[CALLER_HEADER]);
+    verdict = gate.engine.enter(INBOUND, caller, HTTP, req.method ?? 'GET', req.url ?? '/');
   } catch (error) {
     gate.fault('inbound-enter', error);
     return emit.call(server, 'request', req, res);
   }
-  if (verdict.kind === 'answer') return answer(gate, server, emit, req, res, verdict);
+  if (verdict.kind === 'answer') {
+    const reply = verdict;
+    recordAnswered(gate, reply, () => {
+      const context = new RequestContext(req.headers[TRACE_HEADER], req.headers);
+      return new Flight(null, gate, INBOUND, caller, req.method ?? 'GET', req.url ?? '/', req.headers, context, undefined);
+    });
+    return answer(gate, server, emit, req, res, reply);
+  }
 
-  const flight = new Flight(verdict, gate);
+  const context = new RequestContext(req.headers[TRACE_HEADER], req.headers);
+  const flight = new Flight(verdict, gate, INBOUND, caller, req.method ?? 'GET', req.url ?? '/', req.headers, context, undefined);
   // 'close' follows 'finish' on a completed response, and comes alone when the client went away.
-  res.once('close', () => flight.exit(!res.writableFinished || res.statusCode >= 500));
+  res.once('close', () =>
+    flight.exit(!res.writableFinished || res.statusCode >= 500, res.headersSent || res.writableFinished ? res.statusCode : 0),
+  );
+  // The handler, what it starts, and the request body's events (emitted in this same async context) see the request.
+  try {
+    enterRequest(context);
+  } catch (error) {
+    gate.fault('inbound-context', error);
+  }
   if (verdict.waitMs === 0) return proceed(server, emit, req, res, flight);
   setTimeout(() => {
     const next = flight.resume();
@@ -79,7 +98,7 @@ function proceed(server: http.Server, emit: Emit, req: IncomingMessage, res: Ser
   try {
     return emit.call(server, 'request', req, res);
   } catch (error) {
-    flight.exit(true);
+    flight.exit(true, 0);
     throw error;
   }
 }

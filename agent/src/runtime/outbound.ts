@@ -5,13 +5,15 @@ import type { Socket } from 'node:net';
 import { urlToHttpOptions } from 'node:url';
 import { HTTP, OUTBOUND, type Answer, type Call } from '../engine/index.js';
 import type { AnswerServer, RequestAgent } from './answer-server.js';
-import { Flight, type Gate } from './interception.js';
+import { Flight, recordAnswered, type Gate } from './interception.js';
 import { CALLER_HEADER } from './names.js';
+import { currentRequest, newTraceId, TRACE_HEADER, validTraceId } from './trace.js';
 
 /**
  * Outbound HTTP: `http.request`/`get`, `https.request`/`get` (every call signature) and the global
  * `fetch` pass the engine first. Every outbound request carries `x-steward-caller: <application>`
- * so the callee's agent knows its caller. A rejected or degraded call is answered without reaching
+ * so the callee's agent knows its caller, and `x-steward-trace`: the trace id of the inbound request
+ * being handled, or a new one. A rejected or degraded call is answered without reaching
  * the callee: fetch gets a Response, http.request a real response from the answer server.
  */
 
@@ -50,7 +52,7 @@ export function patchOutbound(gate: OutboundGate): void {
 
 function wrapRequest(gate: OutboundGate, original: RequestFn, globalAgent: () => http.Agent, defaultPort: number): RequestFn {
   return function request(this: unknown, ...args: unknown[]): ClientRequest {
-    let prepared: { options: Options; callback: unknown; verdict: Call | Answer } | undefined;
+    let prepared: ReturnType<typeof prepare>;
     try {
       if (gate.active) prepared = prepare(gate, args, defaultPort);
     } catch (error) {
@@ -59,16 +61,29 @@ function wrapRequest(gate: OutboundGate, original: RequestFn, globalAgent: () =>
     if (prepared === undefined) return original.apply(this, args);
 
     const { options, callback, verdict } = prepared;
+    const site = (call: Call | null) =>
+      new Flight(
+        call,
+        gate,
+        OUTBOUND,
+        prepared.callee,
+        prepared.method,
+        prepared.path,
+        options.headers,
+        prepared.context,
+        prepared.trace,
+      );
     if (verdict.kind === 'answer') {
+      recordAnswered(gate, verdict, () => site(null));
       divert(options, globalAgent(), (req, opts, proceed) => gate.answers.deliver(req, opts, verdict, proceed));
       return original.call(this, options, callback);
     }
-    const flight = new Flight(verdict, gate);
+    const flight = site(verdict);
     if (verdict.waitMs > 0) {
       divert(options, globalAgent(), (req, opts, proceed) =>
         setTimeout(() => {
           // The application gave up on the request during the wait: give the call back, let Node close it.
-          if (req.destroyed) flight.exit(true);
+          if (req.destroyed) flight.exit(true, 0);
           const next = flight.resume();
           if (next === null || next === undefined) proceed();
           else gate.answers.deliver(req, opts, next, proceed);
@@ -79,14 +94,15 @@ function wrapRequest(gate: OutboundGate, original: RequestFn, globalAgent: () =>
     try {
       req = original.call(this, options, callback);
     } catch (error) {
-      flight.exit(true);
+      flight.exit(true, 0);
       throw error;
     }
     // 'close' comes once the response has ended (or the request failed, or was upgraded). A
     // 'response' listener would change Node's behaviour: without one, Node discards the body.
     req.once('close', () => {
       const res = req.res;
-      flight.exit(!res || res.statusCode === undefined || res.statusCode >= 500 || (!res.complete && !res.upgrade));
+      const status = res?.statusCode ?? 0;
+      flight.exit(!res || res.statusCode === undefined || res.statusCode >= 500 || (!res.complete && !res.upgrade), status);
     });
     return req;
   };
@@ -111,24 +127,59 @@ function prepare(gate: OutboundGate, args: unknown[], defaultPort: number) {
   const opts = options as Options;
   if (gate.isOwn(opts.agent)) return undefined;
 
-  opts.headers = withCaller(opts.headers, gate.application);
+  const context = currentRequest();
+  const labelled = withLabels(opts.headers, gate.application, () => context?.traceId ?? newTraceId());
+  opts.headers = labelled.headers;
   const host = opts.hostname || opts.host || 'localhost';
   const port = Number(opts.port) || Number(opts.defaultPort) || defaultPort;
   const method = String(opts.method ?? 'GET').toUpperCase();
-  const verdict = gate.engine.enter(OUTBOUND, gate.calleeOf(host, port), HTTP, method, opts.path ?? '/');
-  return { options: opts, callback, verdict };
+  const path = opts.path ?? '/';
+  const callee = gate.calleeOf(host, port);
+  const verdict = gate.engine.enter(OUTBOUND, callee, HTTP, method, path);
+  return { options: opts, callback, verdict, callee, method, path, context, trace: labelled.trace };
 }
 
-/** A copy of the request's headers with the caller header added, unless the application set one. */
-function withCaller(headers: http.RequestOptions['headers'], application: string): http.RequestOptions['headers'] {
+/**
+ * A copy of the request's headers with the caller and trace headers added, unless the application
+ * set them; and the trace id the request carries (a new one if the application's is not one).
+ */
+function withLabels(
+  headers: http.RequestOptions['headers'],
+  application: string,
+  traceId: () => string,
+): { headers: http.RequestOptions['headers']; trace: string } {
+  let caller = false;
+  let trace: string | undefined;
+  let hasTrace = false;
   if (Array.isArray(headers)) {
     // Node's raw form: name, value, name, value...
     const raw = headers as readonly string[];
-    for (let i = 0; i < raw.length; i += 2) if (String(raw[i]).toLowerCase() === CALLER_HEADER) return raw;
-    return [...raw, CALLER_HEADER, application];
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = String(raw[i]).toLowerCase();
+      if (name === CALLER_HEADER) caller = true;
+      else if (name === TRACE_HEADER) {
+        hasTrace = true;
+        trace = validTraceId(raw[i + 1]);
+      }
+    }
+    const id = trace ?? traceId();
+    const added = [...(caller ? [] : [CALLER_HEADER, application]), ...(hasTrace ? [] : [TRACE_HEADER, id])];
+    return { headers: added.length > 0 ? [...raw, ...added] : raw, trace: id };
   }
-  for (const name of Object.keys(headers ?? {})) if (name.toLowerCase() === CALLER_HEADER) return headers;
-  return { ...headers, [CALLER_HEADER]: application };
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    const lower = name.toLowerCase();
+    if (lower === CALLER_HEADER) caller = true;
+    else if (lower === TRACE_HEADER) {
+      hasTrace = true;
+      trace = validTraceId(value);
+    }
+  }
+  const id = trace ?? traceId();
+  if (caller && hasTrace) return { headers, trace: id };
+  return {
+    headers: { ...headers, ...(caller ? {} : { [CALLER_HEADER]: application }), ...(hasTrace ? {} : { [TRACE_HEADER]: id }) },
+    trace: id,
+  };
 }
 
 /**
@@ -174,7 +225,7 @@ function connectWith(createConnection: NonNullable<http.RequestOptions['createCo
 
 function wrapFetch(gate: OutboundGate, original: typeof fetch): typeof fetch {
   return async function fetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
-    let prepared: { verdict: Call | Answer; init: RequestInit; method: string } | undefined;
+    let prepared: ReturnType<typeof prepareFetch> | undefined;
     try {
       if (gate.active) prepared = prepareFetch(gate, input, init);
     } catch (error) {
@@ -182,23 +233,27 @@ function wrapFetch(gate: OutboundGate, original: typeof fetch): typeof fetch {
     }
     if (prepared === undefined) return original(input, init);
 
-    const { verdict, method } = prepared;
-    if (verdict.kind === 'answer') return respond(gate, verdict, method) ?? original(input, prepared.init);
-    const flight = new Flight(verdict, gate);
+    const { verdict, method, headers, callee, path, context, trace } = prepared;
+    const site = (call: Call | null) => new Flight(call, gate, OUTBOUND, callee, method, path, headers, context, trace);
+    if (verdict.kind === 'answer') {
+      recordAnswered(gate, verdict, () => site(null));
+      return respond(gate, verdict, method) ?? original(input, prepared.init);
+    }
+    const flight = site(verdict);
     if (verdict.waitMs > 0) {
       const signal = prepared.init.signal ?? (input instanceof Request ? input.signal : undefined);
       await sleep(verdict.waitMs, signal ?? undefined);
       // Aborted during the wait: give the call back; fetch then rejects as the application expects.
-      if (signal?.aborted) flight.exit(true);
+      if (signal?.aborted) flight.exit(true, 0);
       const next = flight.resume();
       if (next) return respond(gate, next, method) ?? original(input, prepared.init);
     }
     try {
       const response = await original(input, prepared.init);
-      flight.exit(response.status >= 500);
+      flight.exit(response.status >= 500, response.status);
       return response;
     } catch (error) {
-      flight.exit(true);
+      flight.exit(true, 0);
       throw error;
     }
   };
@@ -210,9 +265,15 @@ function prepareFetch(gate: OutboundGate, input: string | URL | Request, init: R
   const method = (init?.method ?? request?.method ?? 'GET').toUpperCase();
   const headers = new Headers(init?.headers ?? request?.headers);
   if (!headers.has(CALLER_HEADER)) headers.set(CALLER_HEADER, gate.application);
+  const context = currentRequest();
+  const own = headers.get(TRACE_HEADER);
+  const trace = validTraceId(own) ?? context?.traceId ?? newTraceId();
+  if (own === null) headers.set(TRACE_HEADER, trace);
   const port = Number(url.port) || (url.protocol === 'https:' ? 443 : 80);
-  const verdict = gate.engine.enter(OUTBOUND, gate.calleeOf(url.hostname, port), HTTP, method, `${url.pathname}${url.search}`);
-  return { verdict, method, init: { ...init, headers } };
+  const callee = gate.calleeOf(url.hostname, port);
+  const path = `${url.pathname}${url.search}`;
+  const verdict = gate.engine.enter(OUTBOUND, callee, HTTP, method, path);
+  return { verdict, method, init: { ...init, headers }, headers, callee, path, context, trace };
 }
 
 /** The answer as a Response; undefined if it cannot be built (the call then goes out unguarded). */

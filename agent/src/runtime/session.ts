@@ -18,7 +18,8 @@ import type { Outcome, RuleSet } from './rule-set.js';
  * The agent's session with the Steward server (docs/agent-protocol.md): socket.io over websocket to
  * the `/agents` namespace, reconnecting forever. Every server frame is validated before it is acted
  * on; agent frames are sent only while connected (the hello after a reconnection carries the
- * revision held, so nothing needs to be buffered). The session never keeps the process alive.
+ * revision held, so nothing needs to be buffered; statistics and call records wait in the
+ * Reporter's outboxes until the session is established). The session never keeps the process alive.
  */
 
 export const CAPABILITIES = ['limit', 'breaker', 'degrade', 'http-inbound', 'http-outbound', 'fetch-outbound'];
@@ -39,6 +40,8 @@ export interface SessionOptions {
   ports: () => readonly number[];
   log: Logger;
   faults: Faults;
+  /** The server welcomed this connection's hello: frames that waited can be sent now. */
+  onEstablished?: () => void;
 }
 
 type Frame<T extends AgentMessage['type']> = Omit<Extract<AgentMessage, { type: T }>, 'type'>;
@@ -55,6 +58,8 @@ export class Session {
   private heartbeat: NodeJS.Timeout | undefined;
   private retry: NodeJS.Timeout | undefined;
   private connects = 0;
+  /** The server answered this connection's hello: statistics frames may be sent. */
+  private welcomed = false;
   /** Consecutive failures to establish a session, for the retry delay and to log only the first. */
   private failures = 0;
 
@@ -72,6 +77,11 @@ export class Session {
 
   get connected(): boolean {
     return this.socket?.connected ?? false;
+  }
+
+  /** Connected, and the server answered this connection's hello. */
+  get established(): boolean {
+    return this.welcomed && this.connected;
   }
 
   start(): void {
@@ -112,7 +122,16 @@ export class Session {
     this.send('breaker-state', { ruleId, state, at }, true);
   }
 
+  /** Sends a statistics or records frame if the session is established; false if it is not (the caller keeps it). */
+  sendReport(frame: Extract<AgentMessage, { type: 'stats' | 'records' }>): boolean {
+    const socket = this.socket;
+    if (!this.welcomed || !socket?.connected) return false;
+    socket.emit(frame.type, frame);
+    return true;
+  }
+
   private onConnect(): void {
+    this.welcomed = false;
     if (this.connects++ > 0) this.reconnects++;
     const { application, instanceId, host, rules, ports, log } = this.options;
     log.info('connected to the server', { heldRevision: rules.revision });
@@ -129,6 +148,7 @@ export class Session {
   }
 
   private onDisconnect(reason: string): void {
+    this.welcomed = false;
     clearInterval(this.heartbeat);
     if (reason === 'io client disconnect') return;
     this.options.log.warn('disconnected from the server; enforcing the rules held meanwhile', {
@@ -180,6 +200,8 @@ export class Session {
           message.heartbeatMs,
         );
         this.heartbeat.unref();
+        this.welcomed = true;
+        this.options.onEstablished?.();
         return;
       case 'snapshot':
         return this.reply(

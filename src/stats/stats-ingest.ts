@@ -1,0 +1,115 @@
+import { Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
+import { Kafka, logLevel, type Producer } from 'kafkajs';
+import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
+import { Counter, Gauge } from 'prom-client';
+import type { AppConfig } from '../config/app-config.js';
+import { MetricsService } from '../metrics/metrics.service.js';
+import { ensureStatsTopic } from './stats-aggregator.js';
+import type { StatsMessageValue } from './stats-message.js';
+
+type StatsOrRecordsFrame = StatsMessageValue['frame'];
+
+/** Frames waiting for Kafka at most; beyond, new frames are dropped (counted), the sockets never wait. */
+const MAX_QUEUED = 50_000;
+const MAX_BATCH = 2_000;
+const RETRY_MS = [100, 250, 500, 1_000, 2_000, 5_000];
+
+/**
+ * Agents' statistics and call-record frames, validated by the agent hub, on their way to Kafka:
+ * a bounded queue in front of one idempotent producer, keyed by application so one application's
+ * frames keep their order in a partition. The socket path only enqueues.
+ */
+@Injectable()
+export class StatsIngest implements OnModuleDestroy {
+  private readonly queue: { key: string; value: string }[] = [];
+  private readonly kafka: Kafka;
+  private readonly producer: Producer;
+  private readonly topic: string;
+  private connected?: Promise<void>;
+  private sending = false;
+  private failures = 0;
+  private closed = false;
+  private readonly frames: Counter<'outcome'>;
+
+  constructor(
+    config: ConfigService<AppConfig, true>,
+    metrics: MetricsService,
+    @InjectPinoLogger(StatsIngest.name) private readonly logger: PinoLogger,
+  ) {
+    const kafka = config.get('kafka', { infer: true });
+    this.topic = config.get('stats', { infer: true }).topic;
+    this.kafka = new Kafka({ clientId: `${kafka.clientId}-stats`, brokers: kafka.brokers, logLevel: logLevel.NOTHING });
+    this.producer = this.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+    });
+    this.frames = new Counter({
+      name: 'steward_stats_frames_total',
+      help: 'Statistics and call-record frames from agents: produced to Kafka, or dropped (queue full).',
+      labelNames: ['outcome'] as const,
+      registers: [metrics.registry],
+    });
+    const queue = this.queue;
+    new Gauge({
+      name: 'steward_stats_queue',
+      help: 'Frames waiting to be produced to Kafka.',
+      registers: [metrics.registry],
+      collect() {
+        this.set(queue.length);
+      },
+    });
+  }
+
+  /** Queues one validated frame; false when the queue is full (the frame is dropped and counted). */
+  accept(application: string, instanceId: string, frame: StatsOrRecordsFrame): boolean {
+    if (this.closed || this.queue.length >= MAX_QUEUED) {
+      this.frames.inc({ outcome: 'dropped' });
+      return false;
+    }
+    const message: StatsMessageValue = { v: 1, application, instanceId, receivedAt: Date.now(), frame };
+    this.queue.push({ key: application, value: JSON.stringify(message) });
+    void this.drain();
+    return true;
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.closed = true;
+    // What is queued gets one chance to go out; the agents resend nothing, so it is worth a moment.
+    const deadline = Date.now() + 3_000;
+    while (this.queue.length > 0 && this.failures === 0 && Date.now() < deadline) await sleep(20);
+    await this.producer.disconnect().catch(() => undefined);
+  }
+
+  private async drain(): Promise<void> {
+    if (this.sending) return;
+    this.sending = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.slice(0, MAX_BATCH);
+        try {
+          // The topic may not exist yet when no aggregator has started (it creates it too).
+          this.connected ??= ensureStatsTopic(this.kafka, this.topic).then(() => this.producer.connect());
+          await this.connected;
+          await this.producer.send({ topic: this.topic, acks: -1, messages: batch });
+          this.queue.splice(0, batch.length);
+          this.frames.inc({ outcome: 'produced' }, batch.length);
+          this.failures = 0;
+        } catch (error) {
+          this.connected = undefined;
+          const wait = RETRY_MS[Math.min(this.failures, RETRY_MS.length - 1)]!;
+          if (this.failures === 0)
+            this.logger.warn({ err: error, queued: this.queue.length }, 'producing stats to Kafka failed; retrying');
+          this.failures += 1;
+          if (this.closed) return;
+          await sleep(wait);
+        }
+      }
+    } finally {
+      this.sending = false;
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

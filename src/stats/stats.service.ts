@@ -1,0 +1,67 @@
+import { Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
+import { MongoClient } from 'mongodb';
+import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
+import type { AppConfig } from '../config/app-config.js';
+import { MetricsService } from '../metrics/metrics.service.js';
+import { LiveSeconds } from './live-seconds.js';
+import { StatsAggregator } from './stats-aggregator.js';
+import { StatsStore } from './stats-store.js';
+
+/**
+ * The stats runtime of this server: the store (its own MongoDB driver client: bulk writes and
+ * aggregation reads, no mongoose models), the live per-second stream, and, unless
+ * `STATS_AGGREGATOR=off`, the aggregator consuming the stats topic in this process.
+ */
+@Injectable()
+export class StatsService implements OnApplicationBootstrap, OnModuleDestroy {
+  readonly store: StatsStore;
+  readonly live = new LiveSeconds();
+  readonly aggregator?: StatsAggregator;
+  private readonly client: MongoClient;
+
+  constructor(
+    config: ConfigService<AppConfig, true>,
+    metrics: MetricsService,
+    @InjectPinoLogger('StatsAggregator') logger: PinoLogger,
+  ) {
+    const { uri } = config.get('mongodb', { infer: true });
+    const kafka = config.get('kafka', { infer: true });
+    const stats = config.get('stats', { infer: true });
+    // The driver connects on first use and reconnects by itself; a database outage fails operations
+    // after 5 s, which the aggregator retries and the API answers with 500.
+    this.client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000 });
+    this.store = new StatsStore(this.client.db());
+    if (stats.aggregator) {
+      this.aggregator = new StatsAggregator({
+        brokers: kafka.brokers,
+        clientId: kafka.clientId,
+        topic: stats.topic,
+        store: this.store,
+        live: this.live,
+        registry: metrics.registry,
+        logger: {
+          info: (obj, msg) => logger.info(obj, msg),
+          warn: (obj, msg) => logger.warn(obj, msg),
+          error: (obj, msg) => logger.error(obj, msg),
+        },
+      });
+    }
+  }
+
+  /** Whether this process aggregates (and so feeds the live stream). */
+  get aggregating(): boolean {
+    return this.aggregator !== undefined;
+  }
+
+  onApplicationBootstrap(): void {
+    this.live.start();
+    this.aggregator?.start();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.aggregator?.stop();
+    this.live.stop();
+    await this.client.close();
+  }
+}

@@ -1,0 +1,205 @@
+import type { KafkaMessage } from 'kafkajs';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { LiveSeconds } from '../../src/stats/live-seconds.js';
+import type { FactDoc } from '../../src/stats/rollup.js';
+import { StatsAggregator } from '../../src/stats/stats-aggregator.js';
+import { factId, parseStatsMessage, recordId } from '../../src/stats/stats-message.js';
+import {
+  type CallRecordDoc,
+  DEFAULT_RETENTION,
+  LATE_MARGIN,
+  type StatsStore,
+  type WriteStatus,
+} from '../../src/stats/stats-store.js';
+
+const NOW = 1_800_000_000_000;
+const SECOND = NOW / 1_000 - 600;
+
+/** The store's write side in memory, with the same duplicate-key behaviour as a unique _id. */
+class MemoryStore {
+  readonly retention = DEFAULT_RETENTION;
+  readonly facts = new Map<string, FactDoc>();
+  readonly records = new Map<string, CallRecordDoc>();
+  readonly marks: string[] = [];
+  failNext = false;
+
+  lateBefore(nowMs: number) {
+    return Math.floor(nowMs / 1_000) - (this.retention.facts - LATE_MARGIN);
+  }
+  private insert<T extends { _id: string }>(into: Map<string, T>, docs: T[]): Promise<WriteStatus[]> {
+    if (this.failNext) {
+      this.failNext = false;
+      // Half of the chunk lands, then the database goes away.
+      for (const d of docs.slice(0, docs.length / 2)) if (!into.has(d._id)) into.set(d._id, d);
+      return Promise.reject(new Error('connection reset'));
+    }
+    return Promise.resolve(
+      docs.map((d) => {
+        if (into.has(d._id)) return 'duplicate';
+        into.set(d._id, d);
+        return 'inserted';
+      }),
+    );
+  }
+  insertFacts(docs: FactDoc[]) {
+    return this.insert(this.facts, docs);
+  }
+  insertRecords(docs: CallRecordDoc[]) {
+    return this.insert(this.records, docs);
+  }
+  markDirty(kind: string, windows: Iterable<{ application: string; start: number }>) {
+    for (const w of windows) this.marks.push(`${kind}:${w.application}:${w.start}`);
+    return Promise.resolve();
+  }
+}
+
+function message(value: unknown, offset = '0'): KafkaMessage {
+  const out: KafkaMessage = {
+    key: null,
+    value: Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)),
+    timestamp: '0',
+    attributes: 0,
+    offset,
+    headers: {},
+  };
+  return out;
+}
+
+const entry = {
+  direction: 'inbound',
+  peer: 'web',
+  protocol: 'http',
+  resource: 'GET /orders/{id}',
+  calls: 3,
+  successes: 3,
+  errors: 0,
+  limited: 0,
+  broken: 0,
+  degraded: 0,
+  slow: 0,
+  latencySumMs: 30,
+  latencyMaxMs: 12,
+  histogram: [[10, 3]],
+};
+
+const stats = (instanceId: string, seq: number, second = SECOND) => ({
+  v: 1,
+  application: 'orders',
+  instanceId,
+  receivedAt: NOW,
+  frame: { type: 'stats', seq, second, dropped: 0, entries: [entry] },
+});
+
+const records = (instanceId: string, seq: number, n: number) => ({
+  v: 1,
+  application: 'orders',
+  instanceId,
+  receivedAt: NOW,
+  frame: {
+    type: 'records',
+    seq,
+    dropped: 0,
+    records: Array.from({ length: n }, (_, i) => ({
+      at: NOW - 1_000 + i,
+      traceId: '0123456789abcdef',
+      direction: 'inbound',
+      caller: 'web',
+      callee: 'orders',
+      protocol: 'http',
+      method: 'GET',
+      path: '/orders/1',
+      status: 500,
+      latencyMs: 12,
+      outcome: 'error',
+      kept: 'error',
+    })),
+  },
+});
+
+function setup() {
+  const store = new MemoryStore();
+  const live = new LiveSeconds(0, 0);
+  const seen: unknown[] = [];
+  live.stream().subscribe((s) => seen.push(s));
+  const registry = new Registry();
+  const aggregator = new StatsAggregator({
+    brokers: ['127.0.0.1:1'],
+    clientId: 't',
+    topic: 't',
+    store: store as unknown as StatsStore,
+    live,
+    registry,
+    logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
+  });
+  return { store, live, seen, registry, aggregator };
+}
+
+describe('idempotency keys', () => {
+  it('names facts and records by instance, sequence (and position)', () => {
+    expect(factId('i-1', 7)).toBe('i-1:s:7');
+    expect(recordId('i-1', 7, 3)).toBe('i-1:r:7:3');
+  });
+});
+
+describe('parseStatsMessage', () => {
+  it('accepts the contract and refuses anything else with a reason', () => {
+    expect(parseStatsMessage(JSON.stringify(stats('i', 1))).ok).toBe(true);
+    expect(parseStatsMessage(JSON.stringify({ ...stats('i', 1), extra: true })).ok).toBe(true);
+    expect(parseStatsMessage('{nope')).toEqual({ ok: false, reason: 'not JSON' });
+    expect(parseStatsMessage(null)).toEqual({ ok: false, reason: 'empty message' });
+    const bad = parseStatsMessage(JSON.stringify({ ...stats('i', 1), v: 2 }));
+    expect(bad.ok).toBe(false);
+    const badFrame = stats('i', 1);
+    (badFrame.frame.entries[0] as Record<string, unknown>) = { ...entry, calls: -1 };
+    const refused = parseStatsMessage(JSON.stringify(badFrame));
+    expect(refused.ok === false && refused.reason).toContain('frame.entries.0.calls');
+    expect(parseStatsMessage(JSON.stringify({ ...stats('i', 1), frame: { type: 'hello' } })).ok).toBe(false);
+  });
+});
+
+describe('StatsAggregator.process', () => {
+  it('counts each (instance, seq) once, however often it is delivered, and marks its window every time', async () => {
+    const { store, aggregator, live, seen } = setup();
+    const batch = [message(stats('a', 1)), message(stats('a', 2)), message(stats('b', 1)), message(records('a', 1, 3))];
+    expect(await aggregator.process(batch, 0, NOW)).toEqual(['counted', 'counted', 'counted', 'counted']);
+    expect(await aggregator.process(batch, 0, NOW)).toEqual(['duplicate', 'duplicate', 'duplicate', 'duplicate']);
+    expect(store.facts.size).toBe(3);
+    expect(store.records.size).toBe(3);
+    const minute = SECOND - (SECOND % 60);
+    expect(store.marks).toEqual([`m:orders:${minute}`, `m:orders:${minute}`]);
+    live.tick(NOW + 1);
+    // The live view saw the three new facts once: 9 calls in one second.
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ application: 'orders', instances: 2, inbound: { calls: 9 } });
+  });
+
+  it('counts a frame repeated inside one chunk once', async () => {
+    const { store, aggregator } = setup();
+    expect(await aggregator.process([message(stats('a', 1)), message(stats('a', 1))], 0, NOW)).toEqual(['counted', 'duplicate']);
+    expect(store.facts.size).toBe(1);
+  });
+
+  it('skips malformed and late messages without disturbing the others', async () => {
+    const { store, aggregator, registry } = setup();
+    const late = stats('a', 9, Math.floor(NOW / 1_000) - DEFAULT_RETENTION.facts);
+    const out = await aggregator.process([message('garbage'), message(stats('a', 1)), message(late), message({ v: 1 })], 0, NOW);
+    expect(out).toEqual(['malformed', 'counted', 'late', 'malformed']);
+    expect([...store.facts.keys()]).toEqual(['a:s:1']);
+    const metric = await registry.getSingleMetricAsString('steward_stats_messages_total');
+    expect(metric).toContain('steward_stats_messages_total{outcome="malformed"} 2');
+    expect(metric).toContain('steward_stats_messages_total{outcome="late"} 1');
+  });
+
+  it('a chunk retried after a partial write counts nothing twice', async () => {
+    const { store, aggregator } = setup();
+    const batch = [1, 2, 3, 4].map((seq) => message(stats('a', seq)));
+    store.failNext = true;
+    await expect(aggregator.process(batch, 0, NOW)).rejects.toThrow('connection reset');
+    expect(store.facts.size).toBe(2);
+    expect(await aggregator.process(batch, 0, NOW)).toEqual(['duplicate', 'duplicate', 'counted', 'counted']);
+    expect(store.facts.size).toBe(4);
+    // Nothing was counted by the failed attempt.
+    expect(aggregator.totals).toMatchObject({ counted: 2, duplicate: 2 });
+  });
+});
