@@ -1,4 +1,4 @@
-import { Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
@@ -21,7 +21,7 @@ const RETRY_MS = [100, 250, 500, 1_000, 2_000, 5_000];
  * frames keep their order in a partition. The socket path only enqueues.
  */
 @Injectable()
-export class StatsIngest implements OnModuleDestroy {
+export class StatsIngest implements OnApplicationShutdown {
   private readonly queue: { key: string; value: string }[] = [];
   private readonly kafka: Kafka;
   private readonly producer: Producer;
@@ -74,9 +74,9 @@ export class StatsIngest implements OnModuleDestroy {
     return true;
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /** After the HTTP server closed (no agent sends more): what is queued gets a moment to go out. */
+  async onApplicationShutdown(): Promise<void> {
     this.closed = true;
-    // What is queued gets one chance to go out; the agents resend nothing, so it is worth a moment.
     const deadline = Date.now() + 3_000;
     while (this.queue.length > 0 && this.failures === 0 && Date.now() < deadline) await sleep(20);
     await this.producer.disconnect().catch(() => undefined);

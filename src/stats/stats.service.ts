@@ -1,4 +1,4 @@
-import { Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { Injectable, type OnApplicationBootstrap, type OnApplicationShutdown, type OnModuleDestroy } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { MongoClient } from 'mongodb';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
@@ -14,7 +14,7 @@ import { StatsStore } from './stats-store.js';
  * `STATS_AGGREGATOR=off`, the aggregator consuming the stats topic in this process.
  */
 @Injectable()
-export class StatsService implements OnApplicationBootstrap, OnModuleDestroy {
+export class StatsService implements OnApplicationBootstrap, OnModuleDestroy, OnApplicationShutdown {
   readonly store: StatsStore;
   readonly live = new LiveSeconds();
   readonly aggregator?: StatsAggregator;
@@ -59,9 +59,14 @@ export class StatsService implements OnApplicationBootstrap, OnModuleDestroy {
     this.aggregator?.start();
   }
 
-  async onModuleDestroy(): Promise<void> {
-    await this.aggregator?.stop();
+  /** Live streams end first: an open one would keep the HTTP server from closing. */
+  onModuleDestroy(): void {
     this.live.stop();
+  }
+
+  /** After the shutdown drain and the HTTP server's close: the aggregator keeps working until then. */
+  async onApplicationShutdown(): Promise<void> {
+    await this.aggregator?.stop();
     await this.client.close();
   }
 }
