@@ -61,7 +61,8 @@ async function load(url: string, pid: number): Promise<Round> {
 async function main(): Promise<void> {
   const port = await freePort();
   const server = `http://127.0.0.1:${port}`;
-  startNode([SERVER_MAIN], { ...stackEnv, PORT: String(port), ADMIN_TOKEN: ADMIN, LOG_LEVEL: 'warn' });
+  // The stats aggregator runs elsewhere in a deployment; here it would take the app's cores whenever the agent reports.
+  startNode([SERVER_MAIN], { ...stackEnv, PORT: String(port), ADMIN_TOKEN: ADMIN, LOG_LEVEL: 'warn', STATS_AGGREGATOR: 'off' });
   await waitForHttp(`${server}/livez`);
   const api = async (path: string, json: unknown) => {
     const res = await fetch(`${server}${path}`, {

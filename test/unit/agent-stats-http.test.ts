@@ -93,6 +93,7 @@ describe('statistics and call records of a real application', () => {
         STEWARD_STATE_DIR: dir,
         STEWARD_RECORD_SAMPLE: '100%',
         STEWARD_RECORD_HEADERS: 'x-tenant, X-User',
+        STEWARD_TRACE_PROPAGATION: 'true',
         EXPRESS,
         CALLEE_PORT: String(calleePort),
       },
@@ -208,5 +209,35 @@ describe('statistics and call records of a real application', () => {
     const result = await child;
     expect(result.code).toBe(0);
     expect(result.stderr).toBe('');
+  });
+
+  it('gives outbound calls trace ids of their own when trace propagation is off (the default)', async () => {
+    const script = join(dir, 'app-off.cjs');
+    writeFileSync(script, APP_SOURCE);
+    const lines: string[] = [];
+    const child = runNode(
+      [script],
+      {
+        STEWARD_APPLICATION: 'orders',
+        STEWARD_SERVER_URL: 'http://127.0.0.1:9',
+        STEWARD_STATE_DIR: dir,
+        STEWARD_LOG: 'silent',
+        EXPRESS,
+        CALLEE_PORT: String(calleePort),
+      },
+      (line) => lines.push(line),
+    );
+    const base = `http://127.0.0.1:${await until(() => lines[0], 'the port')}`;
+    const res = await fetch(`${base}/chain`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-steward-trace': TRACE },
+      body: JSON.stringify({ user: 'u-2' }),
+    });
+    const echo = (await res.json()) as Record<string, { trace: string; caller: string }>;
+    expect(echo.fetch).toMatchObject({ trace: expect.stringMatching(HEX16) as string, caller: 'orders' });
+    expect(echo.http!.trace).toMatch(HEX16);
+    expect(new Set([TRACE, echo.fetch!.trace, echo.http!.trace]).size).toBe(3);
+    await fetch(`${base}/shutdown`, { method: 'POST' });
+    expect((await child).code).toBe(0);
   });
 });

@@ -10,6 +10,7 @@ import { Reporter } from './reporter.js';
 import { RuleSet } from './rule-set.js';
 import { MAX_PORTS, Session } from './session.js';
 import { StateStore } from './state-store.js';
+import { setTracePropagation } from './trace.js';
 
 /** How far the engine's mapping of its monotonic clock to the wall clock may drift before it is corrected. */
 const MAX_CLOCK_DRIFT_MS = 100;
@@ -111,6 +112,7 @@ export class Agent implements InboundGate, OutboundGate {
       faults: this.faults,
       onEstablished: () => this.reporter.flush(),
     });
+    setTracePropagation(config.tracePropagation);
     this.recorder = new CallRecorder({
       application: config.application,
       sample: config.recordSample,

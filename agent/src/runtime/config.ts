@@ -15,6 +15,8 @@ export interface AgentConfig {
   host: string;
   logLevel: LogLevel;
   /** The share of normal calls kept as call records, 0–1. */
+  /** Carry an inbound request's trace id to the outbound calls it makes (AsyncLocalStorage: costs every async operation). */
+  tracePropagation: boolean;
   recordSample: number;
   /** Request headers recorded as call records' details, lower-case. */
   recordHeaders: string[];
@@ -46,6 +48,7 @@ const EnvSchema = z.object({
   STEWARD_INSTANCE_ID: optional(z.string().trim().max(128, 'must be at most 128 characters')),
   STEWARD_HOST: optional(z.string().trim().max(255, 'must be at most 255 characters')),
   STEWARD_LOG: optional(z.string().trim().toLowerCase()).pipe(z.enum(LOG_LEVELS).default('warn')),
+  STEWARD_TRACE_PROPAGATION: optional(z.string().trim().toLowerCase()).pipe(z.enum(['true', 'false']).default('false')),
   STEWARD_RECORD_SAMPLE: optional(z.string().trim())
     .pipe(
       z
@@ -104,6 +107,7 @@ export function readConfig(env: NodeJS.ProcessEnv): ConfigResult {
       instanceId: e.STEWARD_INSTANCE_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`.slice(0, 128),
       host: e.STEWARD_HOST ?? defaultHost(),
       logLevel: e.STEWARD_LOG,
+      tracePropagation: e.STEWARD_TRACE_PROPAGATION === 'true',
       recordSample: e.STEWARD_RECORD_SAMPLE,
       recordHeaders: e.STEWARD_RECORD_HEADERS,
     },

@@ -53,10 +53,21 @@ export class RequestContext {
 }
 
 const storage = new AsyncLocalStorage<RequestContext>();
+/**
+ * Off unless STEWARD_TRACE_PROPAGATION=true: on Node 20 the first use of an AsyncLocalStorage
+ * installs async hooks that then add work to every promise and callback in the process, a cost
+ * the application did not ask for. Without it records still carry trace ids, but an outbound call
+ * does not inherit the inbound request's.
+ */
+let propagation = false;
+
+export function setTracePropagation(on: boolean): void {
+  propagation = on;
+}
 
 /** Makes `context` the current request context of the running async context and what it starts. */
 export function enterRequest(context: RequestContext): void {
-  storage.enterWith(context);
+  if (propagation) storage.enterWith(context);
 }
 
 /** The inbound request being handled, if any. */
