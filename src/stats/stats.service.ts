@@ -64,9 +64,15 @@ export class StatsService implements OnApplicationBootstrap, OnModuleDestroy, On
     this.live.stop();
   }
 
-  /** After the shutdown drain and the HTTP server's close: the aggregator keeps working until then. */
+  /**
+   * After the shutdown drain and the HTTP server's close: the aggregator keeps working until then.
+   * Leaving the consumer group can wait on a rebalance for many seconds; it is bounded, since
+   * whatever was not committed is redelivered and counted once anyway (idempotent facts).
+   */
   async onApplicationShutdown(): Promise<void> {
-    await this.aggregator?.stop();
-    await this.client.close();
+    const bounded = (work: Promise<unknown> | undefined, ms: number) =>
+      Promise.race([work?.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
+    await bounded(this.aggregator?.stop(), 3_000);
+    await bounded(this.client.close(), 1_000);
   }
 }

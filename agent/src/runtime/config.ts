@@ -14,9 +14,9 @@ export interface AgentConfig {
   instanceId: string;
   host: string;
   logLevel: LogLevel;
-  /** The share of normal calls kept as call records, 0–1. */
   /** Carry an inbound request's trace id to the outbound calls it makes (AsyncLocalStorage: costs every async operation). */
   tracePropagation: boolean;
+  /** The share of normal calls kept as call records, 0–1. */
   recordSample: number;
   /** Request headers recorded as call records' details, lower-case. */
   recordHeaders: string[];
