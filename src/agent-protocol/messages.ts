@@ -212,6 +212,8 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
 ]);
 
 export type AgentMessage = z.output<typeof AgentMessageSchema>;
+/** One call key's statistics for one second, as agents send them and rollups store them. */
+export type StatsEntry = z.output<typeof StatsEntrySchema>;
 export type ServerMessage = z.output<typeof ServerMessageSchema>;
 
 /**

@@ -1,4 +1,5 @@
 import { LATENCY_BUCKETS, percentileMs } from '../agent-protocol/latency-histogram.js';
+import type { StatsEntry } from '../agent-protocol/messages.js';
 
 /**
  * The arithmetic of statistics, dependency-free and pure: merging per-second entries into windows
@@ -11,31 +12,13 @@ export type Direction = 'inbound' | 'outbound';
 export type Protocol = 'http' | 'dubbo';
 
 /** The counters of one call key, as agents send them and as windows store them. */
-export interface Counters {
-  calls: number;
-  successes: number;
-  errors: number;
-  limited: number;
-  broken: number;
-  degraded: number;
-  slow: number;
-  latencySumMs: number;
-  latencyMaxMs: number;
-}
+export type Counters = Omit<StatsEntry, keyof Dimensions | 'histogram'>;
 
 /** The additive counters (everything but the maximum). */
 export const ADDITIVE = ['calls', 'successes', 'errors', 'limited', 'broken', 'degraded', 'slow', 'latencySumMs'] as const;
 
 /** One call key's statistics over a window: the shape of a `stats` frame entry and of a rollup entry. */
-export interface StatsEntry extends Counters {
-  direction: Direction;
-  /** The caller (inbound) or callee (outbound) application; '' when unknown. */
-  peer: string;
-  protocol: Protocol;
-  resource: string;
-  /** Sparse histogram: [bucket, count] pairs (latency-histogram.ts), buckets ascending once merged. */
-  histogram: [number, number][];
-}
+export type { StatsEntry };
 
 export type Dimensions = Pick<StatsEntry, 'direction' | 'peer' | 'protocol' | 'resource'>;
 

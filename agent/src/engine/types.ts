@@ -1,3 +1,4 @@
+import type { StatsEntry as ProtocolStatsEntry } from '../../../src/agent-protocol/messages.js';
 /**
  * The enforcement engine's contract with the interception layer. The engine is dependency-free
  * (it imports only the shared rule schema's types and the path-pattern matcher) and decides
@@ -135,22 +136,7 @@ export interface StatsView {
 }
 
 /** One entry of a `stats` frame (StatsEntrySchema in src/agent-protocol/messages.ts). */
-export interface StatsEntry {
-  direction: 'inbound' | 'outbound';
-  peer: string;
-  protocol: 'http' | 'dubbo';
-  resource: string;
-  calls: number;
-  successes: number;
-  errors: number;
-  limited: number;
-  broken: number;
-  degraded: number;
-  slow: number;
-  latencySumMs: number;
-  latencyMaxMs: number;
-  histogram: [number, number][];
-}
+export type StatsEntry = ProtocolStatsEntry;
 
 /** The entries of one second, merged by (direction, peer, protocol, resource). */
 export interface SecondStats {
