@@ -8,8 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ADMIN_TOKEN } from '../support/app.js';
 import { freePort } from '../support/net.js';
-import { AGENT_REGISTER, type Child, eventually, killAll, SERVER_MAIN, startNode, waitForHttp } from '../support/processes.js';
+import { AGENT_REGISTER, type Child, eventually, killAll, startNode } from '../support/processes.js';
 import { stackEnv } from '../support/stack.js';
+import { startStewardProcess } from '../support/steward-process.js';
 
 /**
  * The agent protocol end to end: the built server in its own process (so it can be killed), the
@@ -26,15 +27,7 @@ let server: Child;
 let agentToken = '';
 
 async function startServer(): Promise<void> {
-  server = startNode([SERVER_MAIN], {
-    ...stackEnv,
-    PORT: String(port),
-    ADMIN_TOKEN,
-    LOG_LEVEL: 'warn',
-    AGENT_HEARTBEAT_MS: '1000',
-    AGENT_REVISION_POLL_MS: '300',
-  });
-  await waitForHttp(`${url}/livez`);
+  server = await startStewardProcess(port, { AGENT_HEARTBEAT_MS: '1000', AGENT_REVISION_POLL_MS: '300' });
 }
 
 async function api<T = Record<string, unknown>>(path: string, init: { method?: string; json?: unknown; token?: string } = {}) {

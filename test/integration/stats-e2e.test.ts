@@ -5,8 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN } from '../support/app.js';
 import { freePort } from '../support/net.js';
-import { AGENT_REGISTER, type Child, eventually, killAll, SERVER_MAIN, startNode, waitForHttp } from '../support/processes.js';
-import { stackEnv } from '../support/stack.js';
+import { AGENT_REGISTER, type Child, eventually, killAll, startNode } from '../support/processes.js';
+import { startStewardProcess } from '../support/steward-process.js';
 
 /**
  * Call statistics end to end: real Node apps with the agent preloaded make a known number of calls
@@ -28,15 +28,7 @@ let agentToken = '';
 const started = Date.now() - 60_000;
 
 async function startServer(): Promise<void> {
-  server = startNode([SERVER_MAIN], {
-    ...stackEnv,
-    PORT: String(port),
-    ADMIN_TOKEN,
-    LOG_LEVEL: 'warn',
-    AGENT_HEARTBEAT_MS: '1000',
-    STATS_TOPIC: `steward.stats.e2e-${run}`,
-  });
-  await waitForHttp(`${url}/livez`);
+  server = await startStewardProcess(port, { AGENT_HEARTBEAT_MS: '1000', STATS_TOPIC: `steward.stats.e2e-${run}` });
 }
 
 async function api<T>(path: string, init: { method?: string; json?: unknown } = {}): Promise<T> {
