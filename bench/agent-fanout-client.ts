@@ -8,6 +8,7 @@
  *
  * Started by the benchmark as `node --import tsx bench/agent-fanout-client.ts`; not run by hand.
  */
+import { randomBytes } from 'node:crypto';
 import { io, type Socket } from 'socket.io-client';
 import { checkPushedRules, PROTOCOL_VERSION, type ServerMessage, ServerMessageSchema } from '../src/agent-protocol/messages.js';
 
@@ -95,6 +96,7 @@ function startAgent(command: StartCommand, index: number): Agent {
   });
   const agent: Agent = { socket, revision: 0, rules: new Map(), connected: false };
   const instanceId = `bench-agent-${index}`;
+  const run = randomBytes(12).toString('base64url');
   const apply = (revision: number, rules: readonly unknown[], replace: boolean, deletes: readonly string[], arrived: number) => {
     const checked = checkPushedRules(rules);
     if (!checked.ok) {
@@ -117,6 +119,7 @@ function startAgent(command: StartCommand, index: number): Agent {
       protocol: PROTOCOL_VERSION,
       application: command.application,
       instanceId,
+      run,
       host: '127.0.0.1',
       ports: [],
       agent: { language: 'node', version: 'bench' },

@@ -14,6 +14,7 @@ import { RegistryBridge } from '../registry-bridge/registry-bridge.service.js';
 import { StatsIngest } from '../stats/stats-ingest.js';
 import { AgentDirectory } from './agent-directory.js';
 import { type AgentMessage, AgentMessageSchema, PROTOCOL_VERSION, type ServerMessage } from './messages.js';
+import { PeerIndex } from './peer-index.js';
 import { type PeersFrame, PushedRuleSet } from './rule-push.js';
 
 export const AGENTS_NAMESPACE = '/agents';
@@ -29,6 +30,8 @@ interface Session {
   identity: Identity;
   instanceId?: string;
   application?: string;
+  /** The agent process (`hello.run`), which numbers its stats and records frames. */
+  run?: string;
   lastSeen: number;
   badFrames: number;
 }
@@ -46,6 +49,8 @@ const room = (application: string) => `app:${application}`;
 @Injectable()
 export class AgentHub implements OnApplicationBootstrap, OnModuleDestroy {
   readonly directory = new AgentDirectory();
+  /** Who listens where (catalog and agents): names the address peers of stats frames. */
+  readonly peerIndex = new PeerIndex();
   private io?: Server;
   private nsp?: Namespace;
   private readonly settings: AppConfig['agents'];
@@ -142,9 +147,11 @@ export class AgentHub implements OnApplicationBootstrap, OnModuleDestroy {
     this.unsubscribe.push(this.feed.subscribe(({ application, revision }) => this.onRuleSetChanged(application, revision)));
     this.unsubscribe.push(
       this.bridge.catalog.subscribe((changes) => {
+        this.peerIndex.catalogChanged(changes);
         for (const change of changes) this.calleeChanged(change.instance.application);
       }),
     );
+    this.peerIndex.loadCatalog(this.bridge.catalog.instances({}, { limit: Number.MAX_SAFE_INTEGER }).items);
     const every = (ms: number, work: () => void) => {
       const timer = setInterval(work, ms);
       timer.unref();
@@ -206,6 +213,7 @@ export class AgentHub implements OnApplicationBootstrap, OnModuleDestroy {
       if (!instanceId || !application || this.sessions.get(instanceId) !== socket) return;
       this.sessions.delete(instanceId);
       this.directory.disconnect(instanceId);
+      this.peerIndex.agentGone(instanceId);
       this.calleeChanged(application);
       if ((this.nsp?.adapter.rooms.get(room(application))?.size ?? 0) === 0) {
         this.pushed.delete(application);
@@ -236,15 +244,15 @@ export class AgentHub implements OnApplicationBootstrap, OnModuleDestroy {
       this.onHello(socket, session, message);
       return;
     }
-    const instanceId = session.instanceId;
-    if (!instanceId || !session.application) {
+    const { instanceId, application, run } = session;
+    if (!instanceId || !application || !run) {
       this.badFrame(socket, session, 'the first frame must be hello');
       return;
     }
-    this.onSessionFrame(socket, instanceId, session.application, message);
+    this.onSessionFrame(socket, instanceId, application, run, message);
   }
 
-  private onSessionFrame(socket: Socket, instanceId: string, application: string, message: AgentMessage): void {
+  private onSessionFrame(socket: Socket, instanceId: string, application: string, run: string, message: AgentMessage): void {
     switch (message.type) {
       case 'ack':
         this.answers.inc({ type: 'ack' });
@@ -266,12 +274,26 @@ export class AgentHub implements OnApplicationBootstrap, OnModuleDestroy {
         return;
       case 'listening':
         this.directory.listening(instanceId, message.ports);
+        this.peerIndex.agentListening({
+          instanceId,
+          application,
+          host: this.directory.get(instanceId)?.host ?? '',
+          ports: message.ports,
+        });
         this.calleeChanged(application);
         return;
       case 'stats':
-      case 'records':
-        this.stats.accept(application, instanceId, message);
+      case 'records': {
+        // Acknowledged once in Kafka (at-least-once: the agent keeps the frame until then); the
+        // socket path never waits for it. A session gone by then gets no ack: the agent resends.
+        const { type: kind, seq } = message;
+        const frame = this.peerIndex.resolveFrame(instanceId, message);
+        const accepted = this.stats.accept(application, instanceId, run, frame, () => {
+          if (socket.connected) this.send(socket, { type: 'stats-ack', kind, seq, accepted: true });
+        });
+        if (!accepted) this.send(socket, { type: 'stats-ack', kind, seq, accepted: false });
         return;
+      }
       case 'resync':
         this.enqueue(application, async () => {
           const set = await this.ruleSet(application);
@@ -300,11 +322,12 @@ export class AgentHub implements OnApplicationBootstrap, OnModuleDestroy {
     }
     session.instanceId = hello.instanceId;
     session.application = hello.application;
+    session.run = hello.run;
     const previous = this.sessions.get(hello.instanceId);
     this.sessions.set(hello.instanceId, socket);
     // The same instance reconnected before its old session timed out: the new one wins.
     if (previous && previous !== socket) previous.disconnect(true);
-    this.directory.connect(hello, socket.handshake.address);
+    this.peerIndex.agentListening(this.directory.connect(hello, socket.handshake.address));
     this.send(socket, {
       type: 'welcome',
       protocol: PROTOCOL_VERSION,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { PEER } from './peer-address.js';
 import { parseRule } from './rules.js';
 
 /**
@@ -24,8 +25,13 @@ export const HelloSchema = z.strictObject({
   type: z.literal('hello'),
   protocol: z.number().int().min(1),
   application: name,
-  /** Stable for the life of the process; a restart is a new instance. */
+  /** Names the instance (e.g. a pod name); may be configured, so it can outlive a process. */
   instanceId: text(128),
+  /**
+   * A random id of this agent process, new at every start: `stats` and `records` sequences are
+   * numbered per run, so (instanceId, run, seq) names one frame for ever.
+   */
+  run: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, '8 to 64 characters of A-Z a-z 0-9 _ -'),
   host: text(255),
   ports: z.array(z.number().int().min(1).max(65535)).max(16),
   agent: z.strictObject({ language: z.enum(['node', 'java']), version: text(64) }),
@@ -71,7 +77,8 @@ export const ListeningSchema = z.strictObject({
 export const ResyncSchema = z.strictObject({ type: z.literal('resync'), heldRevision: revision });
 
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const peer = z.union([name, z.literal('')]);
+/** An application, or (an outbound call's unnamed callee) `host:port`, or '' (peer-address.ts). */
+const peer = z.string().regex(PEER, "an application name, host:port, or ''");
 const direction = z.enum(['inbound', 'outbound']);
 const protocol = z.enum(['http', 'dubbo']);
 
@@ -81,7 +88,11 @@ const protocol = z.enum(['http', 'dubbo']);
  */
 export const StatsEntrySchema = z.strictObject({
   direction,
-  /** The caller (inbound) or callee (outbound) application; '' when unknown. */
+  /**
+   * The caller (inbound) or callee (outbound) application; for an outbound call whose callee the
+   * agent could not name, the address it went to, `host:port` (lower case, IPv6 in brackets), which
+   * the server replaces with the application listening there when it knows it; '' when unknown.
+   */
   peer,
   protocol,
   resource: text(600),
@@ -105,7 +116,7 @@ export const StatsEntrySchema = z.strictObject({
 /** One second of the instance's statistics, numbered so the server counts each batch once. */
 export const StatsSchema = z.strictObject({
   type: z.literal('stats'),
-  /** 1, 2, 3… per instance (per `hello.instanceId`), one per batch; never reused. */
+  /** 1, 2, 3… per agent process (`hello.run`), one per batch; never reused within the run. */
   seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   /** The second the batch covers, seconds since the epoch (agent clock). */
   second: z.number().int().min(0),
@@ -139,7 +150,7 @@ export const CallRecordSchema = z.strictObject({
 
 export const RecordsSchema = z.strictObject({
   type: z.literal('records'),
-  /** 1, 2, 3… per instance, separate from the stats sequence. */
+  /** 1, 2, 3… per agent process (`hello.run`), separate from the stats sequence. */
   seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   dropped: count,
   records: z.array(CallRecordSchema).max(1_000),
@@ -203,12 +214,25 @@ export const ProtocolErrorSchema = z.strictObject({
   message: text(2_000),
 });
 
+/**
+ * The server's answer to one `stats` or `records` frame: `accepted` once the frame is durably
+ * queued for aggregation (produced to Kafka), or refused (the server's queue is full or it is
+ * shutting down), so the agent sends it again later. Until then the agent keeps the frame.
+ */
+export const StatsAckSchema = z.strictObject({
+  type: z.literal('stats-ack'),
+  kind: z.enum(['stats', 'records']),
+  seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  accepted: z.boolean(),
+});
+
 export const ServerMessageSchema = z.discriminatedUnion('type', [
   WelcomeSchema,
   SnapshotSchema,
   DeltaSchema,
   PeersSchema,
   ProtocolErrorSchema,
+  StatsAckSchema,
 ]);
 
 export type AgentMessage = z.output<typeof AgentMessageSchema>;

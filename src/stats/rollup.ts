@@ -187,7 +187,7 @@ export function parseStep(step: string): number | undefined {
 
 /** One `stats` frame as stored: the fact every window is derived from. */
 export interface FactDoc {
-  /** `<instanceId>:s:<seq>`: a redelivered frame collides here and is not stored twice. */
+  /** `<run>:s:<seq>`: a redelivered frame collides here and is not stored twice. */
   _id: string;
   application: string;
   instanceId: string;

@@ -10,19 +10,23 @@ import type { StatsMessageValue } from './stats-message.js';
 
 type StatsOrRecordsFrame = StatsMessageValue['frame'];
 
-/** Frames waiting for Kafka at most; beyond, new frames are dropped (counted), the sockets never wait. */
+/** Frames waiting for Kafka at most; beyond, new frames are refused (counted), the sockets never wait. */
 const MAX_QUEUED = 50_000;
 const MAX_BATCH = 2_000;
 const RETRY_MS = [100, 250, 500, 1_000, 2_000, 5_000];
 
+/** Called once the frame is in Kafka (the produce of its batch resolved); never when it is not. */
+export type Produced = () => void;
+
 /**
  * Agents' statistics and call-record frames, validated by the agent hub, on their way to Kafka:
  * a bounded queue in front of one idempotent producer, keyed by application so one application's
- * frames keep their order in a partition. The socket path only enqueues.
+ * frames keep their order in a partition. The socket path only enqueues; each frame's `produced`
+ * callback lets the hub acknowledge it to its agent (docs/agent-protocol.md, `stats-ack`).
  */
 @Injectable()
 export class StatsIngest implements OnApplicationShutdown {
-  private readonly queue: { key: string; value: string }[] = [];
+  private readonly queue: { key: string; value: string; produced: Produced }[] = [];
   private readonly kafka: Kafka;
   private readonly producer: Producer;
   private readonly topic: string;
@@ -47,7 +51,7 @@ export class StatsIngest implements OnApplicationShutdown {
     });
     this.frames = new Counter({
       name: 'steward_stats_frames_total',
-      help: 'Statistics and call-record frames from agents: produced to Kafka, or dropped (queue full).',
+      help: 'Statistics and call-record frames from agents: produced to Kafka, or dropped (queue full; the agent is told and sends it again).',
       labelNames: ['outcome'] as const,
       registers: [metrics.registry],
     });
@@ -62,14 +66,17 @@ export class StatsIngest implements OnApplicationShutdown {
     });
   }
 
-  /** Queues one validated frame; false when the queue is full (the frame is dropped and counted). */
-  accept(application: string, instanceId: string, frame: StatsOrRecordsFrame): boolean {
+  /**
+   * Queues one validated frame; `produced` runs once it is in Kafka. False when the queue is full
+   * or shutting down: the frame is dropped (and counted), `produced` never runs.
+   */
+  accept(application: string, instanceId: string, run: string, frame: StatsOrRecordsFrame, produced: Produced): boolean {
     if (this.closed || this.queue.length >= MAX_QUEUED) {
       this.frames.inc({ outcome: 'dropped' });
       return false;
     }
-    const message: StatsMessageValue = { v: 1, application, instanceId, receivedAt: Date.now(), frame };
-    this.queue.push({ key: application, value: JSON.stringify(message) });
+    const message: StatsMessageValue = { v: 1, application, instanceId, run, receivedAt: Date.now(), frame };
+    this.queue.push({ key: application, value: JSON.stringify(message), produced });
     void this.drain();
     return true;
   }
@@ -92,10 +99,11 @@ export class StatsIngest implements OnApplicationShutdown {
           // The topic may not exist yet when no aggregator has started (it creates it too).
           this.connected ??= ensureStatsTopic(this.kafka, this.topic).then(() => this.producer.connect());
           await this.connected;
-          await this.producer.send({ topic: this.topic, acks: -1, messages: batch });
+          await this.producer.send({ topic: this.topic, acks: -1, messages: batch.map(({ key, value }) => ({ key, value })) });
           this.queue.splice(0, batch.length);
           this.frames.inc({ outcome: 'produced' }, batch.length);
           this.failures = 0;
+          this.notify(batch);
         } catch (error) {
           this.connected = undefined;
           const wait = RETRY_MS[Math.min(this.failures, RETRY_MS.length - 1)]!;
@@ -108,6 +116,17 @@ export class StatsIngest implements OnApplicationShutdown {
       }
     } finally {
       this.sending = false;
+    }
+  }
+
+  /** Each callback guarded: one that throws must not pass for a failed produce (the batch would go again). */
+  private notify(batch: readonly { produced: Produced }[]): void {
+    for (const { produced } of batch) {
+      try {
+        produced();
+      } catch (error) {
+        this.logger.error({ err: error }, 'acknowledging a produced stats frame failed');
+      }
     }
   }
 }

@@ -13,6 +13,8 @@ export const StatsMessageSchema = z.object({
   v: z.literal(1),
   application: HelloSchema.shape.application,
   instanceId: HelloSchema.shape.instanceId,
+  /** The agent process (`hello.run`): frame sequences start again at 1 in each run of an instance. */
+  run: HelloSchema.shape.run,
   receivedAt: z.number().int().min(0),
   frame: z.discriminatedUnion('type', [StatsSchema, RecordsSchema]),
 });
@@ -37,20 +39,24 @@ export function parseStatsMessage(value: Buffer | string | null | undefined): Pa
   return { ok: true, message: parsed.data };
 }
 
-/** The idempotency key of a stats frame: one per (instance, seq), whatever delivers it how often. */
-export function factId(instanceId: string, seq: number): string {
-  return `${instanceId}:s:${seq}`;
+/**
+ * The idempotency key of a stats frame: one per (agent run, seq), whatever delivers it how often.
+ * The run, not the instance id: an instance id may be configured and outlive a process, whose
+ * sequences start again at 1.
+ */
+export function factId(run: string, seq: number): string {
+  return `${run}:s:${seq}`;
 }
 
-/** The idempotency key of one call record: (instance, records seq, position in the frame). */
-export function recordId(instanceId: string, seq: number, index: number): string {
-  return `${instanceId}:r:${seq}:${index}`;
+/** The idempotency key of one call record: (agent run, records seq, position in the frame). */
+export function recordId(run: string, seq: number, index: number): string {
+  return `${run}:r:${seq}:${index}`;
 }
 
 export function toFact(message: StatsMessageValue & { frame: { type: 'stats' } }): FactDoc {
   const { frame } = message;
   return {
-    _id: factId(message.instanceId, frame.seq),
+    _id: factId(message.run, frame.seq),
     application: message.application,
     instanceId: message.instanceId,
     seq: frame.seq,
@@ -65,7 +71,7 @@ export function toFact(message: StatsMessageValue & { frame: { type: 'stats' } }
 export function toRecords(message: StatsMessageValue & { frame: { type: 'records' } }): CallRecordDoc[] {
   const { frame } = message;
   return frame.records.map((record, index) => ({
-    _id: recordId(message.instanceId, frame.seq, index),
+    _id: recordId(message.run, frame.seq, index),
     application: message.application,
     instanceId: message.instanceId,
     ...record,

@@ -411,6 +411,7 @@ describe('agents enforce rules pushed live', () => {
         protocol: 1,
         application,
         instanceId: 'intruder',
+        run: 'intruder-run-1',
         host: '127.0.0.1',
         ports: [],
         agent: { language: 'node', version: '0' },

@@ -98,7 +98,8 @@ class Workload {
   }
 
   private push(instanceId: string, frame: object) {
-    const value = { v: 1, application: this.application, instanceId, receivedAt: Date.now(), frame };
+    // One agent run per instance here: the instance id is a valid run id.
+    const value = { v: 1, application: this.application, instanceId, run: instanceId, receivedAt: Date.now(), frame };
     this.messages.push({ key: this.application, value: JSON.stringify(value) });
   }
 
@@ -332,6 +333,7 @@ describe('stats aggregator (real Kafka and FerretDB)', () => {
         v: 1,
         application,
         instanceId: `rec-${run}`,
+        run: `rec-${run}`,
         receivedAt: Date.now(),
         frame: { type: 'records', seq, dropped: 0, records: slice },
       });
@@ -377,6 +379,7 @@ describe('stats aggregator (real Kafka and FerretDB)', () => {
         v: 1,
         application,
         instanceId,
+        run: `run-${instanceId}`,
         receivedAt: Date.now(),
         frame: {
           type: 'stats',

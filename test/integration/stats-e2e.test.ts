@@ -1,23 +1,17 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN } from '../support/app.js';
 import { freePort } from '../support/net.js';
-import { AGENT_REGISTER, type Child, eventually, killAll, startNode } from '../support/processes.js';
+import { type Child, eventually, killAll } from '../support/processes.js';
+import { CONSUMER_SCRIPT, type CallTotals, PROVIDER_SCRIPT, startAgentApp, StewardApi } from '../support/stats-apps.js';
 import { startStewardProcess } from '../support/steward-process.js';
 
 /**
  * Call statistics end to end: real Node apps with the agent preloaded make a known number of calls
  * with known outcomes; the agents' batches go through the server into Kafka, the aggregator writes
  * them to the database, and the API's totals equal the calls exactly — also when the server is away
- * for a while (the agents buffer) and comes back.
+ * for a while (the agents buffer) and comes back. (More faults: stats-faults.test.ts.)
  */
 
 const run = Date.now().toString(36);
-const PROVIDER = fileURLToPath(new URL('../../examples/node/provider.mjs', import.meta.url));
-const CONSUMER = fileURLToPath(new URL('../../examples/node/consumer.mjs', import.meta.url));
 const PROV = `sp-${run}`;
 const CONS = `sc-${run}`;
 
@@ -26,70 +20,20 @@ let url = '';
 let server: Child;
 let agentToken = '';
 const started = Date.now() - 60_000;
+let client: StewardApi;
 
 async function startServer(): Promise<void> {
   server = await startStewardProcess(port, { AGENT_HEARTBEAT_MS: '1000', STATS_TOPIC: `steward.stats.e2e-${run}` });
 }
 
-async function api<T>(path: string, init: { method?: string; json?: unknown } = {}): Promise<T> {
-  const res = await fetch(`${url}${path}`, {
-    method: init.method ?? 'GET',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-    ...(init.json === undefined ? {} : { body: JSON.stringify(init.json) }),
-  });
-  const body = (await res.json()) as T;
-  if (!res.ok) throw new Error(`${path}: ${res.status} ${JSON.stringify(body)}`);
-  return body;
+const api = <T>(path: string, init: { method?: string; json?: unknown } = {}): Promise<T> => client.request<T>(path, init);
+
+async function startApp(script: string, application: string, env: Record<string, string> = {}): Promise<string> {
+  return (await startAgentApp(script, application, { serverUrl: url, token: agentToken }, env)).url;
 }
 
-async function startApp(script: string, application: string, env: Record<string, string> = {}) {
-  const child = startNode(['--import', AGENT_REGISTER, script], {
-    APP_NAME: application,
-    STEWARD_SERVER_URL: url,
-    STEWARD_APPLICATION: application,
-    STEWARD_AGENT_TOKEN: agentToken,
-    STEWARD_STATE_DIR: mkdtempSync(join(tmpdir(), 'steward-stats-test-')),
-    STEWARD_HOST: '127.0.0.1',
-    ...env,
-  });
-  const line = await child.line<{ listening: number }>((v) => typeof v['listening'] === 'number');
-  return `http://127.0.0.1:${line.listening}`;
-}
-
-interface Totals {
-  calls: number;
-  successes: number;
-  errors: number;
-  limited: number;
-  broken: number;
-  degraded: number;
-}
-
-/** The API's totals for one application and direction since the test began. */
-async function totals(application: string, direction: 'inbound' | 'outbound'): Promise<Totals> {
-  const series = await api<{ points: Totals[] }>(
-    `/api/stats/series?application=${application}&direction=${direction}&step=1m&from=${started}&to=${Date.now() + 60_000}`,
-  );
-  const sum: Totals = { calls: 0, successes: 0, errors: 0, limited: 0, broken: 0, degraded: 0 };
-  for (const point of series.points) for (const key of Object.keys(sum) as (keyof Totals)[]) sum[key] += point[key];
-  return sum;
-}
-
-async function totalsReach(application: string, direction: 'inbound' | 'outbound', expected: Totals): Promise<void> {
-  let last: Totals | undefined;
-  try {
-    await eventually(
-      async () => {
-        last = await totals(application, direction);
-        return JSON.stringify(last) === JSON.stringify(expected) ? true : undefined;
-      },
-      30_000,
-      `${application} ${direction} totals`,
-    );
-  } catch {
-    expect(last).toEqual(expected);
-  }
-}
+const totalsReach = (application: string, direction: 'inbound' | 'outbound', expected: CallTotals) =>
+  client.totalsReach(application, direction, expected, { from: started });
 
 const call = async (consumer: string, n: number) => {
   for (let i = 0; i < n; i++) await fetch(`${consumer}/call?path=/api/items/${i}`);
@@ -98,17 +42,17 @@ const call = async (consumer: string, n: number) => {
 beforeAll(async () => {
   port = await freePort();
   url = `http://127.0.0.1:${port}`;
+  client = new StewardApi(url);
   await startServer();
-  agentToken = (await api<{ token: string }>('/api/tokens', { method: 'POST', json: { name: `stats-${run}`, role: 'agent' } }))
-    .token;
+  agentToken = await client.agentToken(`stats-${run}`);
 }, 60_000);
 
 afterAll(() => killAll());
 
 describe('call statistics through Kafka', () => {
   it('counts every call exactly, by outcome, on both sides, with records and the dependency graph', async () => {
-    const provider = await startApp(PROVIDER, PROV);
-    const consumer = await startApp(CONSUMER, CONS, { PROVIDER_URL: provider });
+    const provider = await startApp(PROVIDER_SCRIPT, PROV);
+    const consumer = await startApp(CONSUMER_SCRIPT, CONS, { PROVIDER_URL: provider });
     const rule = await api<{ revision: number }>(`/api/applications/${PROV}/rules`, {
       method: 'POST',
       json: {
@@ -165,7 +109,7 @@ describe('call statistics through Kafka', () => {
 
   it('stays exact when the server is away for a while: the agents buffer and flush on reconnect', async () => {
     const application = `sb-${run}`;
-    const provider = await startApp(PROVIDER, application);
+    const provider = await startApp(PROVIDER_SCRIPT, application);
     await eventually(async () => {
       const agents = await api<{ summary: { connected: number } }>(`/api/applications/${application}/agents`);
       return agents.summary.connected === 1 ? true : undefined;

@@ -7,6 +7,7 @@ const hello = (instanceId: string, application = 'orders', heldRevision = 0) => 
   protocol: 1,
   application,
   instanceId,
+  run: 'run-0123456789',
   host: '10.0.0.1',
   ports: [8080],
   agent: { language: 'node' as const, version: '1.0.0' },

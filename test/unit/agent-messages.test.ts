@@ -11,6 +11,7 @@ const hello = {
   protocol: PROTOCOL_VERSION,
   application: 'orders',
   instanceId: 'orders-7f9c',
+  run: 'Xq3_kP9-zT2mVb7w',
   host: '10.0.0.7',
   ports: [8080],
   agent: { language: 'node', version: '0.1.0' },
@@ -46,6 +47,8 @@ describe('agent protocol frames', () => {
       { type: 'snapshot', application: 'orders', revision: 7, rules: [limit] },
       { type: 'delta', application: 'orders', fromRevision: 7, revision: 8, upserts: [limit], deletes: ['r2'] },
       { type: 'error', code: 'bad-frame', message: 'hello: protocol is required' },
+      { type: 'stats-ack', kind: 'stats', seq: 42, accepted: true },
+      { type: 'stats-ack', kind: 'records', seq: 7, accepted: false },
       {
         type: 'peers',
         application: 'orders',
@@ -62,6 +65,9 @@ describe('agent protocol frames', () => {
   it.each([
     ['an unknown type', { type: 'hi' }],
     ['an unknown field', { ...hello, admin: true }],
+    ['a hello without its run', { ...hello, run: undefined }],
+    ['a run too short', { ...hello, run: 'abc1234' }],
+    ['a run with a dot', { ...hello, run: 'abcd.12345' }],
     ['an upper-case application', { ...hello, application: 'Orders' }],
     ['a negative revision', { type: 'ack', revision: -1 }],
     ['a fractional revision', { type: 'ack', revision: 1.5 }],
@@ -84,6 +90,9 @@ describe('agent protocol frames', () => {
       { type: 'peers', application: 'orders', addresses: [{ address: 'a/b:80', application: 'stock' }] },
     ],
     ['an error code nobody knows', { type: 'error', code: 'oops', message: 'x' }],
+    ['an ack of a frame kind nobody knows', { type: 'stats-ack', kind: 'heartbeat', seq: 1, accepted: true }],
+    ['an ack without its outcome', { type: 'stats-ack', kind: 'stats', seq: 1 }],
+    ['an ack of seq 0', { type: 'stats-ack', kind: 'stats', seq: 0, accepted: true }],
   ])('refuses a server frame with %s', (_what, frame) => {
     expect(ServerMessageSchema.safeParse(frame).success).toBe(false);
   });

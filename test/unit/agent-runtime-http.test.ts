@@ -298,6 +298,7 @@ describe('outbound, with rules and peers pushed by the server', () => {
     expect(sent.find((r) => r.type === 'ack')?.frame).toEqual({ type: 'ack', revision: 9 });
     expect(sent.find((r) => r.type === 'breaker-state')?.frame).toMatchObject({ ruleId: 'b2', state: 'OPEN' });
     expect(hello.frame.ports).toEqual([]);
+    expect(hello.frame.run).toMatch(/^[A-Za-z0-9_-]{16}$/); // random per process: its frames' seqs start at 1
     expect(sent.filter((r) => r.type === 'listening').map((r) => r.frame.ports)).toEqual([[out.port], []]);
     expect(steward.tokens.at(-1)).toBe('stw_t');
   });

@@ -25,6 +25,7 @@ describe('agent session', () => {
   let store: StateStore;
   let rules: RuleSet;
   let session: Session;
+  const statsAcks: unknown[] = [];
   const statusOf = (name: string) => {
     const verdict = engine.enter(INBOUND, '', HTTP, 'GET', name);
     return verdict.kind === 'answer' ? verdict.status : 'call';
@@ -47,12 +48,14 @@ describe('agent session', () => {
       token: 'stw_test',
       application: 'orders',
       instanceId: 'orders-1',
+      run: 'run-session-test',
       host: '10.0.0.7',
       rules,
       peers,
       ports: () => [8080],
       log,
       faults: new Faults(log),
+      onStatsAck: (ack) => statsAcks.push(ack),
     });
     session.start();
   });
@@ -72,6 +75,7 @@ describe('agent session', () => {
       protocol: 1,
       application: 'orders',
       instanceId: 'orders-1',
+      run: 'run-session-test',
       host: '10.0.0.7',
       ports: [8080],
       agent: { language: 'node', version: '0.1.0' },
@@ -126,7 +130,8 @@ describe('agent session', () => {
 
   it('takes the peers map', async () => {
     server.push({ type: 'peers', application: 'orders', addresses: [{ address: '10.0.0.9:8080', application: 'stock' }] });
-    await until(() => peers.calleeOf('10.0.0.9', 8080) || undefined, 'the peers map');
+    // An unknown address is its own name (not empty): wait for the application's.
+    await until(() => (peers.calleeOf('10.0.0.9', 8080) === 'stock' ? true : undefined), 'the peers map');
     expect(peers.calleeOf('10.0.0.9', 8080)).toBe('stock');
   });
 
@@ -137,9 +142,18 @@ describe('agent session', () => {
     server.push({ type: 'welcome', protocol: 1, heartbeatMs: 1_000, serverTime: 0 }, 'snapshot');
     server.push({ type: 'surprise' });
     server.push({ type: 'peers', application: 'stock', addresses: [] });
-    await until(() => (session.invalidFrames === before + 5 ? true : undefined), 'five invalid frames');
+    server.push({ type: 'stats-ack', kind: 'heartbeat', seq: 1, accepted: true });
+    server.push({ type: 'stats-ack', kind: 'stats', seq: 0, accepted: true });
+    await until(() => (session.invalidFrames === before + 7 ? true : undefined), 'seven invalid frames');
+    expect(statsAcks).toEqual([]);
     expect(rules.revision).toBe(6);
     expect(peers.size).toBe(1);
+  });
+
+  it('hands acknowledgements of statistics frames to the reporter', async () => {
+    server.push({ type: 'stats-ack', kind: 'records', seq: 42, accepted: false });
+    await until(() => statsAcks[0], 'the stats-ack');
+    expect(statsAcks).toEqual([{ type: 'stats-ack', kind: 'records', seq: 42, accepted: false }]);
   });
 
   it('sends heartbeats with the applied revision', async () => {

@@ -70,12 +70,15 @@ export interface Received {
 
 /**
  * Plays the server side of the agent protocol: records every frame agents send (and whether it
- * validates), answers hello with welcome, and lets a test push frames.
+ * validates), answers hello with welcome and stats or records frames with `stats-ack`, and lets a
+ * test push frames.
  */
 export class FakeSteward {
   readonly received: Received[] = [];
   readonly tokens: unknown[] = [];
   heartbeatMs = 60_000;
+  /** The `accepted` of the stats-ack answering a stats or records frame; undefined: no answer. */
+  statsAck: (frame: Record<string, unknown>) => boolean | undefined = () => true;
   port = 0;
   private readonly http: HttpServer = createServer();
   private readonly io = new Server(this.http, { transports: ['websocket'] });
@@ -87,6 +90,8 @@ export class FakeSteward {
         this.received.push({ socket, type, frame, valid: AgentMessageSchema.safeParse(frame).success && frame.type === type });
         if (type === 'hello')
           socket.emit('welcome', { type: 'welcome', protocol: 1, heartbeatMs: this.heartbeatMs, serverTime: Date.now() });
+        const accepted = type === 'stats' || type === 'records' ? this.statsAck(frame) : undefined;
+        if (accepted !== undefined) socket.emit('stats-ack', { type: 'stats-ack', kind: type, seq: frame.seq, accepted });
       });
     });
     this.port = await listenOnLoopback(this.http);

@@ -82,7 +82,7 @@ describe('who is on the other side', () => {
     expect(callerOf(header)).toBe(caller);
   });
 
-  it('names the callee from the peers map, else from a service id host', () => {
+  it('names the callee from the peers map, else from a service id host, else by its address', () => {
     const peers = new Peers();
     peers.replace([
       { address: '10.0.0.9:8080', application: 'stock' },
@@ -94,13 +94,18 @@ describe('who is on the other side', () => {
     expect(peers.calleeOf('[::1]', 9000)).toBe('billing');
     expect(peers.calleeOf('stock-host', 80)).toBe('stock');
     expect(peers.calleeOf('STOCK', 80)).toBe('stock');
-    expect(peers.calleeOf('10.0.0.9', 8081)).toBe('');
-    expect(peers.calleeOf('localhost', 80)).toBe('');
-    expect(peers.calleeOf('::1', 80)).toBe('');
+    // Unresolved: the address, normalised as the peers map writes it (the server may know it).
+    expect(peers.calleeOf('10.0.0.9', 8081)).toBe('10.0.0.9:8081');
+    expect(peers.calleeOf('localhost', 80)).toBe('localhost:80');
+    expect(peers.calleeOf('::1', 80)).toBe('[::1]:80');
+    expect(peers.calleeOf('FE80::A', 443)).toBe('[fe80::a]:443');
+    expect(peers.calleeOf('[FE80::A]', 443)).toBe('[fe80::a]:443');
     expect(peers.calleeOf('pay_ment.internal', 80)).toBe('pay_ment.internal');
+    // Neither a service id nor an address of at most 128 characters.
+    expect(peers.calleeOf('h'.repeat(130), 80)).toBe('');
     expect(peers.calleeOf('bad host', 80)).toBe('');
     peers.replace([]);
-    expect(peers.calleeOf('10.0.0.9', 8080)).toBe('');
+    expect(peers.calleeOf('10.0.0.9', 8080)).toBe('10.0.0.9:8080');
   });
 
   it('keeps at most MAX_PEERS addresses', () => {

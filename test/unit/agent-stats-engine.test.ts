@@ -387,6 +387,24 @@ describe('stats frame entries', () => {
     expect(engine.drainSeconds()).toEqual([]);
   });
 
+  it("name an outbound call's callee by application when resolved, else by its host:port address", () => {
+    const { clock, engine, outbound } = setup([]);
+    passed(outbound('stock', '/api/stock/1')).exit(false);
+    passed(outbound('10.0.0.9:8080', '/api/stock/2')).exit(false);
+    passed(outbound('10.0.0.9:8080', '/api/stock/3')).exit(true);
+    passed(outbound('[fe80::1]:443', '/api/stock/4')).exit(false);
+    passed(outbound('Not An Address:1', '/api/stock/5')).exit(false);
+    clock.now = 1_000;
+    const entries = engine.drainSeconds()[0]!.entries;
+    expect(entries.map((e) => [e.peer, e.resource, e.calls, e.errors])).toEqual([
+      ['stock', 'GET /api/stock/{id}', 1, 0],
+      ['10.0.0.9:8080', 'GET /api/stock/{id}', 2, 1],
+      ['[fe80::1]:443', 'GET /api/stock/{id}', 1, 0],
+      ['', 'GET /api/stock/{id}', 1, 0],
+    ]);
+    for (const entry of entries) expect(StatsEntrySchema.safeParse(entry).success).toBe(true);
+  });
+
   it('merges histograms bucket by bucket and keeps the largest latency', () => {
     const { clock, engine, get } = setup([]);
     const latencies = [3, 3, 17, 250, 4_000, 17];

@@ -163,9 +163,10 @@ describe('statistics and call records of a real application', () => {
       ['outbound', 'GET', '/echo', 'sampled'],
       ['inbound', 'POST', '/chain', 'sampled'],
     ]);
+    // The callee runs no agent and the server named no address: it is reported by its address.
     expect(byTrace[0]).toMatchObject({
       caller: 'orders',
-      callee: '',
+      callee: `127.0.0.1:${calleePort}`,
       status: 200,
       outcome: 'success',
       details: { 'x-tenant': 'acme', 'x-user': 'u-1' },
@@ -195,6 +196,9 @@ describe('statistics and call records of a real application', () => {
     expect(total('inbound', 'GET /blocked', 'degraded')).toBe(1);
     expect(total('inbound', 'GET /slow', 'slow')).toBe(1);
     expect(total('outbound', 'GET /echo', 'calls')).toBe(6);
+    expect(new Set(entries().flatMap((e) => (e.direction === 'outbound' ? [e.peer] : [])))).toEqual(
+      new Set([`127.0.0.1:${calleePort}`]),
+    );
 
     const seqs = (type: string) =>
       mine()

@@ -12,9 +12,11 @@ import {
   type CallSite,
 } from '../../agent/src/runtime/records.js';
 import {
+  ACK_TIMEOUT_MS,
   MAX_BUFFERED_FRAMES,
   MAX_ENTRIES_PER_FRAME,
   Outbox,
+  REFUSED_RETRY_MS,
   Reporter,
   type StatsFrame,
 } from '../../agent/src/runtime/reporter.js';
@@ -58,32 +60,146 @@ describe('an outbox', () => {
     dropped: 0,
     entries: Array.from({ length: entries }, () => ({}) as StatsFrame['entries'][number]),
   });
+  let now = 0;
+  const outbox = (maxFrames: number, maxItems: number) =>
+    new Outbox<StatsFrame>(
+      maxFrames,
+      maxItems,
+      (f) => f.entries.length,
+      () => now,
+    );
+  /** Sends what the outbox gives, recording [seq, dropped]. */
+  const sender = () => {
+    const sent: [number, number][] = [];
+    return { sent, send: (f: StatsFrame) => sent.push([f.seq, f.dropped]) > 0 };
+  };
 
   it('keeps at most its frames and items, drops the oldest first, and reports the drops in the next frame sent', () => {
-    const outbox = new Outbox<StatsFrame>(3, 10, (f) => f.entries.length);
-    for (let i = 0; i < 5; i++) outbox.add(frame(outbox.nextSeq(), 2));
-    expect(outbox.buffered).toBe(3);
-    outbox.add(frame(outbox.nextSeq(), 5)); // 2 + 2 + 5 items: within 10, but 4 frames
-    expect(outbox.buffered).toBe(3);
-    outbox.add(frame(outbox.nextSeq(), 20)); // alone over the item cap: kept, the others dropped
-    expect(outbox.buffered).toBe(1);
-    const sent: StatsFrame[] = [];
-    expect(outbox.flush(() => false, 10)).toBe(2); // refused: kept
-    expect(outbox.flush((f) => sent.push({ ...f }) > 0, 10)).toBe(0);
-    expect(sent.map((f) => [f.seq, f.dropped])).toEqual([[7, 6]]);
-    expect({ sent: outbox.sent, dropped: outbox.dropped, buffered: outbox.buffered }).toEqual({
-      sent: 1,
-      dropped: 6,
-      buffered: 0,
-    });
-    for (let i = 0; i < 3; i++) outbox.add(frame(outbox.nextSeq(), 1));
-    expect(outbox.flush((f) => sent.push({ ...f }) > 0, 2)).toBe(1);
-    expect(outbox.flush((f) => sent.push({ ...f }) > 0, 2)).toBe(0);
-    expect(sent.slice(1).map((f) => [f.seq, f.dropped])).toEqual([
+    const box = outbox(3, 10);
+    for (let i = 0; i < 5; i++) box.add(frame(box.nextSeq(), 2));
+    expect(box.buffered).toBe(3);
+    box.add(frame(box.nextSeq(), 5)); // 2 + 2 + 5 items: within 10, but 4 frames
+    expect(box.buffered).toBe(3);
+    box.add(frame(box.nextSeq(), 20)); // alone over the item cap: kept, the others dropped
+    expect(box.buffered).toBe(1);
+    const { sent, send } = sender();
+    expect(box.flush(() => false, 10)).toBe(2); // refused: kept
+    expect(box.flush(send, 10)).toBe(0);
+    expect(sent).toEqual([[7, 6]]);
+    box.acknowledge(7, true);
+    expect({ sent: box.sent, dropped: box.dropped, buffered: box.buffered }).toEqual({ sent: 1, dropped: 6, buffered: 0 });
+    for (let i = 0; i < 3; i++) box.add(frame(box.nextSeq(), 1));
+    expect(box.flush(send, 2)).toBe(1);
+    expect(box.flush(send, 2)).toBe(0);
+    expect(sent.slice(1)).toEqual([
       [8, 0],
       [9, 0],
       [10, 0],
     ]);
+  });
+
+  it('keeps the frames sent until they are acknowledged, within the same bounds, the oldest dropped first', () => {
+    const box = outbox(4, 10);
+    const { sent, send } = sender();
+    for (let i = 0; i < 3; i++) box.add(frame(box.nextSeq(), 2));
+    box.flush(send, 10);
+    expect([box.buffered, box.unacknowledged]).toEqual([3, 3]);
+    box.add(frame(box.nextSeq(), 2));
+    box.add(frame(box.nextSeq(), 2)); // 5 frames: the oldest, in flight, goes
+    expect([box.buffered, box.unacknowledged, box.dropped]).toEqual([4, 2, 1]);
+    box.acknowledge(3, true); // frees its items
+    box.add(frame(box.nextSeq(), 5)); // 2 + 2 + 2 + 5 items: the oldest, in flight, goes
+    expect([box.buffered, box.unacknowledged, box.dropped]).toEqual([3, 0, 2]);
+    box.flush(send, 10);
+    box.resend(); // sent again as they were: the drops stay reported in frame 4
+    box.flush(send, 10);
+    expect(sent).toEqual([
+      [1, 0],
+      [2, 0],
+      [3, 0],
+      [4, 2],
+      [5, 0],
+      [6, 0],
+      [4, 2],
+      [5, 0],
+      [6, 0],
+    ]);
+    for (const seq of [5, 4, 6, 6, 1, 99]) box.acknowledge(seq, true); // out of order, twice, dropped, unknown
+    expect([box.buffered, box.sent, box.dropped]).toEqual([0, 6, 2]);
+    box.add(frame(box.nextSeq(), 5));
+    box.add(frame(box.nextSeq(), 5)); // every item freed: 10 fit again
+    expect([box.buffered, box.dropped]).toEqual([2, 2]);
+  });
+
+  it('sends every frame in flight again after a new session, first and in seq order', () => {
+    const box = outbox(10, 100);
+    const { sent, send } = sender();
+    for (let i = 0; i < 3; i++) box.add(frame(box.nextSeq(), 1));
+    box.flush(send, 2);
+    box.acknowledge(1, true);
+    box.flush(send, 1);
+    box.add(frame(box.nextSeq(), 1));
+    box.add(frame(box.nextSeq(), 1));
+    box.flush(() => false, 10); // the connection broke: 2 and 3 in flight, 4 and 5 waiting
+    box.resend();
+    expect(box.flush(send, 3)).toBe(1);
+    expect(box.flush(send, 3)).toBe(0);
+    expect(sent.map(([seq]) => seq)).toEqual([1, 2, 3, 2, 3, 4, 5]);
+    expect([box.sent, box.unacknowledged]).toEqual([5, 4]);
+    box.resend();
+    box.flush(send, 10);
+    expect(sent.slice(7).map(([seq]) => seq)).toEqual([2, 3, 4, 5]);
+    for (const seq of [2, 3, 4, 5]) box.acknowledge(seq, true);
+    expect(box.buffered).toBe(0);
+  });
+
+  it(`sends a refused frame again, before newer ones, after ${REFUSED_RETRY_MS} ms; a new session does not wait`, () => {
+    now = 0;
+    const box = outbox(10, 100);
+    const { sent, send } = sender();
+    for (let i = 0; i < 3; i++) box.add(frame(box.nextSeq(), 1));
+    box.flush(send, 10);
+    box.acknowledge(1, true);
+    box.acknowledge(2, false);
+    box.acknowledge(3, false);
+    box.add(frame(box.nextSeq(), 1));
+    expect([box.buffered, box.unacknowledged]).toEqual([3, 0]);
+    now = REFUSED_RETRY_MS - 1;
+    expect(box.flush(send, 10)).toBe(0);
+    expect(sent).toHaveLength(3);
+    now = REFUSED_RETRY_MS;
+    box.flush(send, 10);
+    expect(sent.slice(3).map(([seq]) => seq)).toEqual([2, 3, 4]);
+    box.acknowledge(2, false);
+    box.resend();
+    box.flush(send, 10);
+    expect(sent.slice(6).map(([seq]) => seq)).toEqual([2, 3, 4]);
+  });
+
+  it(`sends a frame again when it is not acknowledged within ${ACK_TIMEOUT_MS / 1_000} s; a late acknowledgement still counts`, () => {
+    now = 0;
+    const box = outbox(10, 100);
+    const { sent, send } = sender();
+    box.add(frame(box.nextSeq(), 1));
+    box.flush(send, 10);
+    now = 10_000;
+    box.add(frame(box.nextSeq(), 1));
+    box.flush(send, 10);
+    now = ACK_TIMEOUT_MS - 1;
+    box.expire();
+    expect(box.flush(send, 10)).toBe(0);
+    now = ACK_TIMEOUT_MS;
+    box.expire();
+    box.flush(send, 10);
+    expect(sent.map(([seq]) => seq)).toEqual([1, 2, 1]);
+    now = 10_000 + ACK_TIMEOUT_MS;
+    box.expire(); // 2 is late too, 1 (sent again) is not
+    expect([box.buffered, box.unacknowledged]).toEqual([2, 1]);
+    box.acknowledge(2, true); // it had arrived after all: not sent again
+    box.acknowledge(1, true);
+    expect(box.buffered).toBe(0);
+    expect(box.flush(send, 10)).toBe(0);
+    expect(sent).toHaveLength(3);
   });
 });
 
@@ -209,6 +325,8 @@ describe('the reporter over a session', () => {
   const recorder = new CallRecorder({ application: 'orders', sample: 1, headers: [] });
   let session: Session;
   let reporter: Reporter;
+  /** The reporter's monotonic clock, for acknowledgement timeouts and retries. */
+  let now = 0;
   const call = (path: string) => {
     const verdict = engine.enter(INBOUND, 'web', HTTP, 'GET', path);
     if (verdict.kind === 'call') {
@@ -228,15 +346,17 @@ describe('the reporter over a session', () => {
       token: 'stw_test',
       application: 'orders',
       instanceId: 'orders-stats-1',
+      run: 'run-stats-test',
       host: '127.0.0.1',
       rules,
       peers: new Peers(),
       ports: () => [],
       log,
       faults,
-      onEstablished: () => reporter.flush(),
+      onEstablished: () => reporter.resend(),
+      onStatsAck: (ack) => reporter.acknowledge(ack.kind, ack.seq, ack.accepted),
     });
-    reporter = new Reporter({ engine, recorder, send: (frame) => session.sendReport(frame), faults });
+    reporter = new Reporter({ engine, recorder, send: (frame) => session.sendReport(frame), faults, now: () => now });
   });
 
   afterAll(async () => {
@@ -270,7 +390,7 @@ describe('the reporter over a session', () => {
     const own = server.received.filter((r) => r.socket === hello.socket);
     expect(own[0]!.type).toBe('hello');
     expect(own.every((r) => r.valid)).toBe(true);
-    expect(reporter.stats.buffered + reporter.records.buffered).toBe(0);
+    await until(() => (reporter.stats.buffered + reporter.records.buffered === 0 ? true : undefined), 'the acks');
   });
 
   it(`sends nothing for a second without calls, and at most ${MAX_ENTRIES_PER_FRAME} entries a frame`, async () => {
@@ -316,6 +436,71 @@ describe('the reporter over a session', () => {
       'records',
       'records',
     ]);
+    expect(faults.count).toBe(0);
+  });
+
+  it('sends frames not acknowledged when their connection broke again on the next session, before newer ones', async () => {
+    await until(() => (reporter.stats.buffered + reporter.records.buffered === 0 ? true : undefined), 'the acks');
+    const first = server.frames('hello').at(-1)!;
+    const hellos = server.frames('hello').length;
+    const before = { stats: from(first.socket, 'stats').length, records: from(first.socket, 'records').length };
+    server.statsAck = () => undefined; // written to the socket, never acknowledged
+    call('/c');
+    clock.now += 1_000;
+    reporter.tick();
+    await until(() => (from(first.socket, 'records').length > before.records ? true : undefined), 'the frames');
+    const lost = { stats: from(first.socket, 'stats').at(-1)!.seq, records: from(first.socket, 'records').at(-1)!.seq };
+    expect([reporter.stats.unacknowledged, reporter.records.unacknowledged]).toEqual([1, 1]);
+    first.socket.disconnect(true);
+    await until(() => (session.established ? undefined : true), 'the disconnection');
+    server.statsAck = () => true;
+    call('/d');
+    clock.now += 1_000;
+    reporter.tick();
+    const next = await server.next('hello', hellos);
+    await until(() => (from(next.socket, 'records').length === 2 ? true : undefined), 'the frames again');
+    expect(from(next.socket, 'stats').map((f) => [f.seq, (f.entries as { resource: string }[])[0]!.resource])).toEqual([
+      [lost.stats, 'GET /c'],
+      [Number(lost.stats) + 1, 'GET /d'],
+    ]);
+    expect(from(next.socket, 'records').map((f) => f.seq)).toEqual([lost.records, Number(lost.records) + 1]);
+    await until(() => (reporter.stats.buffered + reporter.records.buffered === 0 ? true : undefined), 'the acks');
+    // Counted once each, however often sent.
+    expect(reporter.stats.sent).toBe(Number(lost.stats) + 1 - reporter.stats.dropped);
+  });
+
+  it(`sends a refused frame again after ${REFUSED_RETRY_MS} ms, and one not acknowledged in ${ACK_TIMEOUT_MS / 1_000} s`, async () => {
+    const hello = server.frames('hello').at(-1)!;
+    const times = (type: string, seq: unknown) => from(hello.socket, type).filter((f) => f.seq === seq).length;
+    let refusals = 1;
+    server.statsAck = (frame) => (frame.type === 'stats' && refusals-- > 0 ? false : true);
+    call('/e');
+    clock.now += 1_000;
+    reporter.tick();
+    await until(() => (reporter.records.buffered === 0 && reporter.stats.unacknowledged === 0 ? true : undefined), 'the refusal');
+    const refused = from(hello.socket, 'stats').at(-1)!.seq;
+    expect([times('stats', refused), reporter.stats.buffered]).toEqual([1, 1]);
+    now += REFUSED_RETRY_MS - 1;
+    reporter.tick();
+    now += 1;
+    reporter.tick();
+    await until(() => (reporter.stats.buffered === 0 ? true : undefined), 'the frame accepted');
+    expect(times('stats', refused)).toBe(2);
+
+    server.statsAck = () => undefined;
+    const records = from(hello.socket, 'records').length;
+    call('/f');
+    clock.now += 1_000;
+    reporter.tick();
+    await until(() => (from(hello.socket, 'records').length > records ? true : undefined), 'the frames');
+    const late = { stats: from(hello.socket, 'stats').at(-1)!.seq, records: from(hello.socket, 'records').at(-1)!.seq };
+    now += ACK_TIMEOUT_MS - 1;
+    reporter.tick();
+    server.statsAck = () => true;
+    now += 1;
+    reporter.tick();
+    await until(() => (reporter.stats.buffered + reporter.records.buffered === 0 ? true : undefined), 'the acks');
+    expect([times('stats', late.stats), times('records', late.records)]).toEqual([2, 2]);
     expect(faults.count).toBe(0);
   });
 });

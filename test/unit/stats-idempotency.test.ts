@@ -87,6 +87,7 @@ const stats = (instanceId: string, seq: number, second = SECOND) => ({
   v: 1,
   application: 'orders',
   instanceId,
+  run: `run-${instanceId}-0001`,
   receivedAt: NOW,
   frame: { type: 'stats', seq, second, dropped: 0, entries: [entry] },
 });
@@ -95,6 +96,7 @@ const records = (instanceId: string, seq: number, n: number) => ({
   v: 1,
   application: 'orders',
   instanceId,
+  run: `run-${instanceId}-0001`,
   receivedAt: NOW,
   frame: {
     type: 'records',
@@ -136,9 +138,9 @@ function setup() {
 }
 
 describe('idempotency keys', () => {
-  it('names facts and records by instance, sequence (and position)', () => {
-    expect(factId('i-1', 7)).toBe('i-1:s:7');
-    expect(recordId('i-1', 7, 3)).toBe('i-1:r:7:3');
+  it('names facts and records by agent run, sequence (and position)', () => {
+    expect(factId('Zr4-run_01', 7)).toBe('Zr4-run_01:s:7');
+    expect(recordId('Zr4-run_01', 7, 3)).toBe('Zr4-run_01:r:7:3');
   });
 });
 
@@ -174,6 +176,13 @@ describe('StatsAggregator.process', () => {
     expect(seen[0]).toMatchObject({ application: 'orders', instances: 2, inbound: { calls: 9 } });
   });
 
+  it('counts a restarted instance (same instance id, new run) afresh', async () => {
+    const { store, aggregator } = setup();
+    const restarted = { ...stats('pod-1', 1), run: 'run-pod-1-0002' };
+    expect(await aggregator.process([message(stats('pod-1', 1)), message(restarted)], 0, NOW)).toEqual(['counted', 'counted']);
+    expect([...store.facts.keys()]).toEqual(['run-pod-1-0001:s:1', 'run-pod-1-0002:s:1']);
+  });
+
   it('counts a frame repeated inside one chunk once', async () => {
     const { store, aggregator } = setup();
     expect(await aggregator.process([message(stats('a', 1)), message(stats('a', 1))], 0, NOW)).toEqual(['counted', 'duplicate']);
@@ -185,7 +194,7 @@ describe('StatsAggregator.process', () => {
     const late = stats('a', 9, Math.floor(NOW / 1_000) - DEFAULT_RETENTION.facts);
     const out = await aggregator.process([message('garbage'), message(stats('a', 1)), message(late), message({ v: 1 })], 0, NOW);
     expect(out).toEqual(['malformed', 'counted', 'late', 'malformed']);
-    expect([...store.facts.keys()]).toEqual(['a:s:1']);
+    expect([...store.facts.keys()]).toEqual(['run-a-0001:s:1']);
     const metric = await registry.getSingleMetricAsString('steward_stats_messages_total');
     expect(metric).toContain('steward_stats_messages_total{outcome="malformed"} 2');
     expect(metric).toContain('steward_stats_messages_total{outcome="late"} 1');

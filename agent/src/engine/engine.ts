@@ -270,7 +270,8 @@ export class Engine {
    * Steps 1–3 of the evaluation order for one call (docs/rules.md): an Answer to answer the call
    * with, or a Call to make (after `waitMs`, then `resume()`) and `exit()` when it completes.
    *
-   * @param remote the caller (inbound) or callee (outbound) application, lower-case; '' when unknown.
+   * @param remote the caller (inbound) or callee (outbound) application, lower-case; for an outbound
+   *   call to an unnamed callee its `host:port`; '' when unknown.
    * @param verb the HTTP method in upper case, or the Dubbo interface.
    * @param name the raw HTTP request target (normalised here), or the Dubbo method.
    */

@@ -1,4 +1,5 @@
 import { LATENCY_BUCKETS } from '../../../src/agent-protocol/latency-histogram.js';
+import { PEER } from '../../../src/agent-protocol/peer-address.js';
 import { type StatsSlot } from './call-stats.js';
 import { OTHER_RESOURCE, resourceOf } from './resource.js';
 import { DUBBO, INBOUND, type SecondStats, type StatsEntry } from './types.js';
@@ -6,13 +7,13 @@ import { DUBBO, INBOUND, type SecondStats, type StatsEntry } from './types.js';
 /**
  * Builds stats frame entries from drained slots (once a second, so it may allocate): slots are
  * grouped by second and merged by (direction, peer, protocol, resource), where the resource names
- * the key's route rather than its path (resource.ts). At most MAX_KEYS_PER_SECOND keys per second;
- * the calls of further keys are merged into one `(other)` key per direction and protocol.
+ * the key's route rather than its path (resource.ts) and the peer is the key's remote: an
+ * application name or, for an outbound call to an unnamed callee, its `host:port` (peer-address.ts).
+ * At most MAX_KEYS_PER_SECOND keys per second; the calls of further keys are merged into one
+ * `(other)` key per direction and protocol.
  */
 
 export const MAX_KEYS_PER_SECOND = 2_000;
-
-const PEER = /^[a-z0-9][a-z0-9._-]{0,127}$/;
 
 function resourceOfSlot(slot: StatsSlot): string {
   const key = slot.key;

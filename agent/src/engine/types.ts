@@ -93,7 +93,7 @@ export interface Call {
 /** What statistics are kept by: one call key (direction, remote, protocol, verb, name). */
 export interface StatsKeyView {
   readonly direction: Direction;
-  /** The caller (inbound) or callee (outbound), '' when unknown. */
+  /** The caller (inbound) or callee (outbound); an unnamed callee's `host:port`; '' when unknown. */
   readonly remote: string;
   readonly protocol: Protocol;
   /** HTTP method, or Dubbo interface. */

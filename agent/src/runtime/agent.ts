@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Engine, TickerClock } from '../engine/index.js';
 import { AnswerServer } from './answer-server.js';
 import type { AgentConfig } from './config.js';
@@ -34,7 +35,7 @@ export interface AgentStatus {
   reconnects: number;
   ports: number[];
   peers: number;
-  /** Statistics and call-record frames: sent, waiting to be sent, dropped (buffer full while disconnected). */
+  /** Statistics and call-record frames: sent, kept (waiting to be sent or acknowledged), dropped (buffer full). */
   stats: { sent: number; buffered: number; dropped: number };
   records: { sent: number; buffered: number; dropped: number; skipped: number };
 }
@@ -104,13 +105,16 @@ export class Agent implements InboundGate, OutboundGate {
       token: config.token,
       application: config.application,
       instanceId: config.instanceId,
+      // New for every agent: its reporter numbers frames from 1, and (instanceId, run, seq) must name one frame.
+      run: randomBytes(12).toString('base64url'),
       host: config.host,
       rules: this.rules,
       peers: this.peers,
       ports: () => [...this.ports],
       log,
       faults: this.faults,
-      onEstablished: () => this.reporter.flush(),
+      onEstablished: () => this.reporter.resend(),
+      onStatsAck: (ack) => this.reporter.acknowledge(ack.kind, ack.seq, ack.accepted),
     });
     setTracePropagation(config.tracePropagation);
     this.recorder = new CallRecorder({

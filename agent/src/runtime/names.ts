@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { normaliseHost, PEER } from '../../../src/agent-protocol/peer-address.js';
 
 /**
  * Who is on the other side of a call (docs/rules.md "How a call finds its rules"): the caller of an
@@ -20,12 +21,6 @@ export function callerOf(header: string | string[] | undefined): string {
   if (typeof header !== 'string') return '';
   const caller = header.toLowerCase();
   return APPLICATION_NAME.test(caller) ? caller : '';
-}
-
-/** Lower case, IPv6 in brackets: the form of the `host` in a peers frame's `host:port`. */
-function normaliseHost(host: string): string {
-  const lower = host.toLowerCase();
-  return lower.includes(':') && !lower.startsWith('[') ? `[${lower}]` : lower;
 }
 
 /** A service id such as `stock` in `http://stock/api`: an application name that is neither an IP literal nor localhost. */
@@ -52,13 +47,18 @@ export class Peers {
     return Math.max(0, entries.length - MAX_PEERS);
   }
 
-  /** The callee of a call to host:port: the peers map first, then the host itself if it is a service id, else ''. */
+  /**
+   * The callee of a call to host:port: the peers map first, then the host itself if it is a service
+   * id, else the address `host:port` (normalised; the server may know who listens there), else ''.
+   */
   calleeOf(host: string, port: number): string {
     const normal = normaliseHost(host);
+    const address = `${normal}:${port}`;
     if (this.byAddress.size > 0) {
-      const application = this.byAddress.get(`${normal}:${port}`);
+      const application = this.byAddress.get(address);
       if (application !== undefined) return application;
     }
-    return isServiceId(normal) ? normal : '';
+    if (isServiceId(normal)) return normal;
+    return PEER.test(address) ? address : '';
   }
 }

@@ -22,7 +22,7 @@ const MAX_DETAIL_CHARS = 256;
 /** One call as the interception layer saw it. */
 export interface CallSite {
   readonly direction: Direction;
-  /** The caller (inbound) or callee (outbound), '' when unknown. */
+  /** The caller (inbound) or callee (outbound); an unnamed callee's `host:port`; '' when unknown. */
   readonly remote: string;
   /** HTTP method. */
   readonly method: string;

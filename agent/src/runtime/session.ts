@@ -19,7 +19,7 @@ import type { Outcome, RuleSet } from './rule-set.js';
  * the `/agents` namespace, reconnecting forever. Every server frame is validated before it is acted
  * on; agent frames are sent only while connected (the hello after a reconnection carries the
  * revision held, so nothing needs to be buffered; statistics and call records wait in the
- * Reporter's outboxes until the session is established). The session never keeps the process alive.
+ * Reporter's outboxes until the server acknowledges them). The session never keeps the process alive.
  */
 
 export const CAPABILITIES = ['limit', 'breaker', 'degrade', 'http-inbound', 'http-outbound', 'fetch-outbound'];
@@ -34,6 +34,8 @@ export interface SessionOptions {
   token: string | undefined;
   application: string;
   instanceId: string;
+  /** This agent process's id (`hello.run`): the reporter's frames are numbered per run. */
+  run: string;
   host: string;
   rules: RuleSet;
   peers: Peers;
@@ -42,6 +44,8 @@ export interface SessionOptions {
   faults: Faults;
   /** The server welcomed this connection's hello: frames that waited can be sent now. */
   onEstablished?: () => void;
+  /** The server acknowledged (or refused) a statistics or records frame. */
+  onStatsAck?: (ack: Extract<ServerMessage, { type: 'stats-ack' }>) => void;
 }
 
 type Frame<T extends AgentMessage['type']> = Omit<Extract<AgentMessage, { type: T }>, 'type'>;
@@ -133,12 +137,13 @@ export class Session {
   private onConnect(): void {
     this.welcomed = false;
     if (this.connects++ > 0) this.reconnects++;
-    const { application, instanceId, host, rules, ports, log } = this.options;
+    const { application, instanceId, run, host, rules, ports, log } = this.options;
     log.info('connected to the server', { heldRevision: rules.revision });
     this.send('hello', {
       protocol: PROTOCOL_VERSION,
       application,
       instanceId,
+      run,
       host,
       ports: ports().slice(0, MAX_PORTS),
       agent: { language: 'node', version },
@@ -232,6 +237,9 @@ export class Session {
       }
       case 'error':
         log.warn('the server reported an error', { code: message.code, message: message.message });
+        return;
+      case 'stats-ack':
+        this.options.onStatsAck?.(message);
         return;
     }
   }
