@@ -9,8 +9,9 @@
  * Started by the benchmark as `node --import tsx bench/agent-fanout-client.ts`; not run by hand.
  */
 import { randomBytes } from 'node:crypto';
-import { io, type Socket } from 'socket.io-client';
-import { checkPushedRules, PROTOCOL_VERSION, type ServerMessage, ServerMessageSchema } from '../src/agent-protocol/messages.js';
+import { checkPushedRules, type ServerMessage, ServerMessageSchema } from '../src/agent-protocol/messages.js';
+import type { ConnectionCounters, SimulatedAgent } from './agent-socket.js';
+import { agentSocket, keepConnected, noConnectionCounters, startGradually, startHeartbeat, stopAndExit } from './agent-socket.js';
 
 export interface StartCommand {
   type: 'start';
@@ -26,17 +27,14 @@ export interface StartCommand {
 
 export type ParentCommand = StartCommand | { type: 'report'; revision: number; id: number } | { type: 'stop' };
 
-export interface Progress {
+export interface Progress extends ConnectionCounters {
   type: 'progress';
   connected: number;
   /** Agents that hold (have ACKed) this worker's highest revision seen. */
   applied: Record<number, number>;
-  connectErrors: number;
-  disconnects: number;
   invalidFrames: number;
   nacks: number;
   resyncs: number;
-  lastError?: string;
 }
 
 export interface RevisionReport {
@@ -55,22 +53,17 @@ export type WorkerMessage = Progress | RevisionReport;
 const now = () => performance.timeOrigin + performance.now();
 const send = (message: WorkerMessage) => process.send?.(message);
 
-interface Agent {
-  socket: Socket;
+interface Agent extends SimulatedAgent {
   revision: number;
   rules: Map<string, unknown>;
-  heartbeat?: NodeJS.Timeout;
-  connected: boolean;
 }
 
 const times = new Map<number, { received: number[]; acked: number[] }>();
 const stats = {
-  connectErrors: 0,
-  disconnects: 0,
   invalidFrames: 0,
   nacks: 0,
   resyncs: 0,
-  lastError: undefined as string | undefined,
+  ...noConnectionCounters(),
 };
 const agents: Agent[] = [];
 let cpuMark = process.cpuUsage();
@@ -83,17 +76,7 @@ function record(revision: number, received: number, acked: number): void {
 }
 
 function startAgent(command: StartCommand, index: number): Agent {
-  const socket = io(`${command.url}/agents`, {
-    forceNew: true,
-    transports: ['websocket'],
-    auth: { token: command.token },
-    // Slow reconnection: a dropped agent comes back without joining a stampede.
-    reconnection: true,
-    reconnectionDelay: 5_000,
-    reconnectionDelayMax: 30_000,
-    randomizationFactor: 0.5,
-    timeout: 20_000,
-  });
+  const socket = agentSocket(command.url, command.token);
   const agent: Agent = { socket, revision: 0, rules: new Map(), connected: false };
   const instanceId = `bench-agent-${index}`;
   const run = randomBytes(12).toString('base64url');
@@ -112,32 +95,13 @@ function startAgent(command: StartCommand, index: number): Agent {
     socket.emit('ack', { type: 'ack', revision });
     record(revision, arrived, now());
   };
-  socket.on('connect', () => {
-    agent.connected = true;
-    socket.emit('hello', {
-      type: 'hello',
-      protocol: PROTOCOL_VERSION,
-      application: command.application,
-      instanceId,
-      run,
-      host: '127.0.0.1',
-      ports: [],
-      agent: { language: 'node', version: 'bench' },
-      capabilities: ['limit'],
-      heldRevision: agent.revision,
-    });
-  });
-  socket.on('disconnect', (reason) => {
-    if (agent.connected) stats.disconnects += 1;
-    agent.connected = false;
-    clearInterval(agent.heartbeat);
-    stats.lastError = `disconnect: ${reason}`;
-    if (reason === 'io server disconnect') setTimeout(() => socket.connect(), 5_000 + Math.random() * 5_000);
-  });
-  socket.on('connect_error', (error) => {
-    stats.connectErrors += 1;
-    stats.lastError = `connect_error: ${error.message}`;
-  });
+  keepConnected(agent, stats, () => ({
+    application: command.application,
+    instanceId,
+    run,
+    capabilities: ['limit'],
+    heldRevision: agent.revision,
+  }));
   socket.onAny((event: string, frame: unknown) => {
     const arrived = now();
     const parsed = ServerMessageSchema.safeParse(frame);
@@ -148,11 +112,7 @@ function startAgent(command: StartCommand, index: number): Agent {
     const message: ServerMessage = parsed.data;
     switch (message.type) {
       case 'welcome':
-        clearInterval(agent.heartbeat);
-        agent.heartbeat = setInterval(
-          () => socket.volatile.emit('heartbeat', { type: 'heartbeat', appliedRevision: agent.revision, sentAt: Date.now() }),
-          message.heartbeatMs,
-        );
+        startHeartbeat(agent, message.heartbeatMs, () => agent.revision);
         return;
       case 'snapshot':
         apply(message.revision, message.rules, true, [], arrived);
@@ -188,14 +148,7 @@ function progress(): Progress {
 process.on('message', (command: ParentCommand) => {
   switch (command.type) {
     case 'start': {
-      let started = 0;
-      const batch = Math.max(1, Math.round(command.connectsPerSec / 20));
-      const timer = setInterval(() => {
-        for (let k = 0; k < batch && started < command.count; k++, started++) {
-          agents.push(startAgent(command, command.first + started));
-        }
-        if (started >= command.count) clearInterval(timer);
-      }, 50);
+      startGradually(command.count, command.connectsPerSec, (k) => agents.push(startAgent(command, command.first + k)));
       setInterval(() => send(progress()), 500).unref();
       return;
     }
@@ -207,11 +160,7 @@ process.on('message', (command: ParentCommand) => {
       return;
     }
     case 'stop':
-      for (const agent of agents) {
-        clearInterval(agent.heartbeat);
-        agent.socket.disconnect();
-      }
-      setTimeout(() => process.exit(0), 200);
+      stopAndExit(agents);
       return;
   }
 });

@@ -20,7 +20,8 @@ import { fileURLToPath } from 'node:url';
 import { MongoClient } from 'mongodb';
 import { freePort } from '../test/support/net.js';
 import { stackEnv } from '../test/support/stack.js';
-import type { ParentCommand, Progress, RevisionReport, WorkerMessage } from './agent-fanout-client.js';
+import type { ParentCommand, Progress, RevisionReport } from './agent-fanout-client.js';
+import { AgentWorker } from './agent-worker.js';
 import { machine, percentile, timedApi, writeSection } from './report.js';
 
 const DEFAULT_AGENTS = 10_000;
@@ -110,36 +111,13 @@ function startChild(args: string[], env: NodeJS.ProcessEnv, ipc: boolean): Child
   return child;
 }
 
-class Worker {
-  progress?: Progress;
-  private readonly waiting = new Map<number, (report: RevisionReport) => void>();
-  private nextId = 0;
-
-  constructor(readonly child: ChildProcess) {
-    child.on('message', (message: WorkerMessage) => {
-      if (message.type === 'progress') this.progress = message;
-      else this.waiting.get(message.id)?.(message);
-    });
-    child.once('exit', (code, signal) => {
-      if (!stopping) console.error(`worker ${child.pid} exited (${code ?? signal})`);
-    });
-  }
-
-  command(command: ParentCommand): void {
-    this.child.send(command);
+class Worker extends AgentWorker<ParentCommand, Progress, RevisionReport> {
+  constructor(child: ChildProcess) {
+    super(child, () => stopping);
   }
 
   report(revision: number): Promise<RevisionReport> {
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`worker ${this.child.pid} did not report`)), 10_000);
-      this.waiting.set(id, (report) => {
-        clearTimeout(timer);
-        this.waiting.delete(id);
-        resolve(report);
-      });
-      this.command({ type: 'report', revision, id });
-    });
+    return this.request((id) => ({ type: 'report', revision, id }), 10_000);
   }
 }
 

@@ -14,8 +14,8 @@
  *
  * Started by the benchmark as `node --import tsx bench/stats-agents-client.ts`; not run by hand.
  */
-import { io, type Socket } from 'socket.io-client';
-import { PROTOCOL_VERSION } from '../src/agent-protocol/messages.js';
+import type { ConnectionCounters, SimulatedAgent } from './agent-socket.js';
+import { agentSocket, keepConnected, noConnectionCounters, startGradually, startHeartbeat, stopAndExit } from './agent-socket.js';
 import {
   appName,
   bodyPool,
@@ -50,7 +50,7 @@ export type ParentCommand =
   | { type: 'report'; id: number; totals: boolean }
   | { type: 'stop' };
 
-export interface Counters {
+export interface Counters extends ConnectionCounters {
   connected: number;
   established: number;
   /** Stats frames made (one per agent and second while sending). */
@@ -65,9 +65,6 @@ export interface Counters {
   acksAccepted: number;
   acksRefused: number;
   errorFrames: number;
-  connectErrors: number;
-  disconnects: number;
-  lastError?: string;
 }
 
 export interface Progress extends Counters {
@@ -91,8 +88,7 @@ type Frame = ReturnType<typeof statsFrame>['frame'];
 /** A frame the agent holds, its calls, and how often it was emitted. */
 type Held = { frame: Frame; calls: number; sends: number };
 
-interface Agent {
-  socket: Socket;
+interface Agent extends SimulatedAgent {
   app: number;
   instanceId: string;
   run: string;
@@ -100,9 +96,7 @@ interface Agent {
   /** ms into each second at which this agent sends. */
   phase: number;
   seq: number;
-  connected: boolean;
   established: boolean;
-  heartbeat?: NodeJS.Timeout;
   /** Frames to send, in seq order (new, refused, or in flight when a session ended). */
   waiting: Held[];
   inFlight: Map<number, Held>;
@@ -123,9 +117,7 @@ const counters = {
   acksAccepted: 0,
   acksRefused: 0,
   errorFrames: 0,
-  connectErrors: 0,
-  disconnects: 0,
-  lastError: undefined as string | undefined,
+  ...noConnectionCounters(),
 };
 const agents: Agent[] = [];
 let active = 0;
@@ -150,17 +142,7 @@ function flush(agent: Agent, now: number): void {
 
 function startAgent(command: StartCommand, index: number, rnd: () => number): Agent {
   const app = index % command.apps;
-  const socket = io(`${command.url}/agents`, {
-    forceNew: true,
-    transports: ['websocket'],
-    auth: { token: command.token },
-    // Slow reconnection: a dropped agent comes back without joining a stampede.
-    reconnection: true,
-    reconnectionDelay: 5_000,
-    reconnectionDelayMax: 30_000,
-    randomizationFactor: 0.5,
-    timeout: 20_000,
-  });
+  const socket = agentSocket(command.url, command.token);
   const agent: Agent = {
     socket,
     app,
@@ -176,33 +158,20 @@ function startAgent(command: StartCommand, index: number, rnd: () => number): Ag
     heldUntil: 0,
     unreported: 0,
   };
-  socket.on('connect', () => {
-    agent.connected = true;
-    socket.emit('hello', {
-      type: 'hello',
-      protocol: PROTOCOL_VERSION,
+  keepConnected(
+    agent,
+    counters,
+    () => ({
       application: appName(command.prefix, app),
       instanceId: agent.instanceId,
       run: agent.run,
-      host: '127.0.0.1',
-      ports: [],
-      agent: { language: 'node', version: 'bench' },
       capabilities: ['limit', 'http-inbound', 'http-outbound'],
       heldRevision: 0,
-    });
-  });
-  socket.on('disconnect', (reason) => {
-    if (agent.connected) counters.disconnects += 1;
-    agent.connected = false;
-    agent.established = false;
-    clearInterval(agent.heartbeat);
-    counters.lastError = `disconnect: ${reason}`;
-    if (reason === 'io server disconnect') setTimeout(() => socket.connect(), 5_000 + Math.random() * 5_000);
-  });
-  socket.on('connect_error', (error) => {
-    counters.connectErrors += 1;
-    counters.lastError = `connect_error: ${error.message}`;
-  });
+    }),
+    () => {
+      agent.established = false;
+    },
+  );
   socket.onAny(
     (event: string, frame: { heartbeatMs?: number; seq?: number; accepted?: boolean; code?: string; message?: string }) => {
       switch (event) {
@@ -212,11 +181,7 @@ function startAgent(command: StartCommand, index: number, rnd: () => number): Ag
           for (const item of agent.inFlight.values()) agent.waiting.splice(bySeq(agent.waiting, item.frame.seq), 0, item);
           agent.inFlight.clear();
           agent.heldUntil = 0;
-          clearInterval(agent.heartbeat);
-          agent.heartbeat = setInterval(
-            () => socket.volatile.emit('heartbeat', { type: 'heartbeat', appliedRevision: 0, sentAt: Date.now() }),
-            frame.heartbeatMs ?? 10_000,
-          );
+          startHeartbeat(agent, frame.heartbeatMs ?? 10_000, () => 0);
           return;
         case 'stats-ack': {
           const item = agent.inFlight.get(frame.seq ?? 0);
@@ -305,17 +270,12 @@ process.on('message', (command: ParentCommand) => {
       // Entry bodies (counters and histograms) from a pool: drawing latencies for every frame would cost more than sending it.
       const pool = bodyPool(512, command.seed * 7_919 + command.first);
       checkWorkload(instanceKeys(command.prefix, 0, command.apps, command.seed), pool);
-      let started = 0;
-      const batch = Math.max(1, Math.round(command.connectsPerSec / 20));
-      const timer = setInterval(() => {
-        for (let k = 0; k < batch && started < command.count; k++, started++) {
-          agents.push(startAgent(command, command.first + started, rnd));
-        }
-        if (started >= command.count) {
-          clearInterval(timer);
-          schedule(pool, rnd);
-        }
-      }, 50);
+      startGradually(
+        command.count,
+        command.connectsPerSec,
+        (k) => agents.push(startAgent(command, command.first + k, rnd)),
+        () => schedule(pool, rnd),
+      );
       setInterval(() => send({ type: 'progress', ...snapshot() }), 500).unref();
       return;
     }
@@ -335,11 +295,7 @@ process.on('message', (command: ParentCommand) => {
     }
     case 'stop':
       active = 0;
-      for (const agent of agents) {
-        clearInterval(agent.heartbeat);
-        agent.socket.disconnect();
-      }
-      setTimeout(() => process.exit(0), 200);
+      stopAndExit(agents);
       return;
   }
 });

@@ -35,52 +35,45 @@ import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Admin } from 'kafkajs';
 import { io, type Socket } from 'socket.io-client';
-import { PROTOCOL_VERSION } from '../src/agent-protocol/messages.js';
-import { freePort } from '../test/support/net.js';
-import { stackEnv } from '../test/support/stack.js';
-import { machine, percentile, timedApi, writeSection } from './report.js';
-import type { ParentCommand, Progress, Report, WorkerMessage } from './stats-agents-client.js';
+import { hello } from './agent-socket.js';
+import { AgentWorker } from './agent-worker.js';
+import { machine, percentile, writeSection } from './report.js';
+import type { ParentCommand, Progress, Report } from './stats-agents-client.js';
 import {
-  AGGREGATOR_MAIN,
-  aggregatorLog,
   appName,
   bodyPool,
   cpuMs,
-  dropRunData,
+  envNumber as env,
+  every,
+  exitAfter,
   ferretIdle,
+  fillMessages,
   fixed,
   fmt,
   GroupProgress,
   instanceKeys,
   kafkaClient,
-  kafkaMessage,
   memory,
   metrics,
   metricSum,
-  mongoUri,
   newRun,
-  pinoLine,
   prng,
   produceAll,
   RssSampler,
-  SERVER_MAIN,
+  runCleanup,
   sleep,
   stackPid,
+  startAggregatorProcess,
   startChild,
+  startStatsServer,
   statsFrame,
+  type StatsServer as Server,
   stopChild,
-  stopChildren,
   topicEnd,
   topicExists,
-  waitForHttp,
   wallNow,
 } from './stats-load.js';
 
-const env = (name: string, fallback: number) => {
-  const value = Number(process.env[name] ?? fallback);
-  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a number ≥ 0`);
-  return value;
-};
 const AGENTS = env('AGENTS', 20_000);
 const WORKERS = Math.max(1, Math.min(AGENTS, env('WORKERS', 8)));
 const APPS = Math.max(1, env('APPS', 500));
@@ -95,7 +88,6 @@ const SAMPLE_APPS = Math.max(1, env('SAMPLE_APPS', 10));
 const E2E_SAMPLES = env('E2E_SAMPLES', 60);
 const E2E_WARMUP_SECONDS = env('E2E_WARMUP_SECONDS', 5);
 const POLL_MS = env('POLL_MS', 100);
-const KEEP_DATA = process.env.KEEP_DATA === '1';
 const WRITE = process.env.BENCH_WRITE === '1';
 const HEARTBEAT_MS = 30_000;
 /** Seconds of data each directly-produced instance contributes to the backlog. */
@@ -118,60 +110,13 @@ const PROBE_APP = `${PREFIX}-probe`;
 const CLIENT = fileURLToPath(new URL('./stats-agents-client.ts', import.meta.url));
 
 let stopping = false;
-let cleaning: Promise<void> | undefined;
-
 /** Stops every process gracefully, then deletes the run's topics and databases (once, whoever asks first). */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    stopping = true;
-    if (KEEP_DATA) {
-      await stopChildren();
-      console.log(`kept: topics ${TOPIC}, ${TOPIC_E2E}; databases ${DB}, ${DB_E2E}`);
-    } else await dropRunData([TOPIC, TOPIC_E2E], [DB, DB_E2E]);
-  })();
-  return cleaning;
-}
-
-for (const [signal, code] of [
-  ['SIGINT', 130],
-  ['SIGTERM', 143],
-] as const) {
-  process.once(signal, () => {
-    stopping = true;
-    void cleanup().finally(() => process.exit(code));
-  });
-}
+const cleanup = runCleanup([TOPIC, TOPIC_E2E], [DB, DB_E2E], () => (stopping = true));
 
 // ---- processes -----------------------------------------------------------------------------------
 
-interface Server {
-  child: ChildProcess;
-  pid: number;
-  url: string;
-  api: ReturnType<typeof timedApi>;
-}
-
-async function startServer(topic: string, db: string): Promise<Server> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const child = startChild(
-    [SERVER_MAIN],
-    {
-      ...process.env,
-      ...stackEnv,
-      MONGODB_URI: mongoUri(db),
-      PORT: String(port),
-      ADMIN_TOKEN: ADMIN,
-      LOG_LEVEL: 'warn',
-      AGENT_HEARTBEAT_MS: String(HEARTBEAT_MS),
-      STATS_TOPIC: topic,
-      STATS_AGGREGATOR: 'off',
-    },
-    { database: true },
-  );
-  await waitForHttp(`${url}/livez`, child);
-  return { child, pid: child.pid!, url, api: timedApi(url, ADMIN) };
-}
+const startServer = (topic: string, db: string) =>
+  startStatsServer(topic, db, ADMIN, { AGENT_HEARTBEAT_MS: String(HEARTBEAT_MS) });
 
 interface Aggregator {
   child: ChildProcess;
@@ -181,64 +126,34 @@ interface Aggregator {
 }
 
 function startAggregator(topic: string, db: string): Aggregator {
-  let warnings = 0;
-  const log = aggregatorLog();
   const aggregator: Aggregator = { child: undefined as unknown as ChildProcess, pid: 0 };
-  aggregator.child = startChild(
-    [AGGREGATOR_MAIN],
-    { ...process.env, ...stackEnv, MONGODB_URI: mongoUri(db), STATS_TOPIC: topic, LOG_LEVEL: 'info' },
-    {
-      database: true,
-      onLine: (line) => {
-        log(line);
-        const entry = pinoLine(line);
-        if (!entry) return;
-        const totals = entry['messages'];
-        if (totals && typeof totals === 'object') aggregator.totals = totals as Record<string, number>;
-        if ((entry.level ?? 0) >= 40 && warnings++ < 20) console.error(`[aggregator] ${line.slice(0, 600)}`);
-      },
+  aggregator.child = startAggregatorProcess(
+    topic,
+    db,
+    () => stopping,
+    (entry) => {
+      const totals = entry['messages'];
+      if (totals && typeof totals === 'object') aggregator.totals = totals as Record<string, number>;
     },
   );
   aggregator.pid = aggregator.child.pid!;
-  aggregator.child.once('exit', (code, signal) => {
-    if (!stopping) console.error(`the aggregator exited (${code ?? signal})`);
-  });
   return aggregator;
 }
 
-class Worker {
-  progress?: Progress;
-  private readonly waiting = new Map<number, (report: Report) => void>();
-  private nextId = 0;
-
+class Worker extends AgentWorker<ParentCommand, Progress, Report> {
   constructor(
-    readonly child: ChildProcess,
+    child: ChildProcess,
     readonly count: number,
   ) {
-    child.on('message', (message: WorkerMessage) => {
-      if (message.type === 'progress') this.progress = message;
-      else this.waiting.get(message.id)?.(message);
-    });
-    child.once('exit', (code, signal) => {
-      if (!stopping) console.error(`worker ${child.pid} exited (${code ?? signal})`);
-    });
+    super(child, () => stopping);
   }
 
-  command(command: ParentCommand): void {
-    if (this.child.connected) this.child.send(command);
+  override command(command: ParentCommand): void {
+    if (this.child.connected) super.command(command);
   }
 
   report(totals = false): Promise<Report> {
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`worker ${this.child.pid} did not report`)), 20_000);
-      this.waiting.set(id, (report) => {
-        clearTimeout(timer);
-        this.waiting.delete(id);
-        resolve(report);
-      });
-      this.command({ type: 'report', id, totals });
-    });
+    return this.request((id) => ({ type: 'report', id, totals }), 20_000);
   }
 }
 
@@ -497,32 +412,21 @@ interface CatchUpResult {
  * (minutes back, inside the facts horizon); adds their calls to `calls`.
  */
 async function fill(count: number, base: number, calls: number[]): Promise<number> {
-  const instances = Math.ceil(count / FILL_SECONDS);
-  const pool = bodyPool(512, 31);
-  const rnd = prng(37);
-  const keys = new Map<number, { keys: ReturnType<typeof instanceKeys>; run: string }>();
-  let made = 0;
-  const next = () => {
-    if (made >= count) return undefined;
-    const k = made % instances;
-    const s = Math.floor(made / instances);
-    made += 1;
-    let instance = keys.get(k);
-    if (!instance) keys.set(k, (instance = { keys: instanceKeys(PREFIX, k % APPS, APPS, 1_000_000 + k), run: newRun() }));
-    const { frame, calls: n } = statsFrame(s + 1, base + s, instance.keys, pool, rnd);
-    calls[k % APPS]! += n;
-    return kafkaMessage(appName(PREFIX, k % APPS), `${PREFIX}-fill${k}`, instance.run, frame);
-  };
-  let lastLog = performance.now();
-  const sent = await produceAll(kafkaClient(`bench-stats-fill-${id}`), TOPIC, next, {
+  const instances = Array.from({ length: Math.ceil(count / FILL_SECONDS) }, (_, k) => ({
+    app: k % APPS,
+    instanceId: `${PREFIX}-fill${k}`,
+    run: newRun(),
+    keys: instanceKeys(PREFIX, k % APPS, APPS, 1_000_000 + k),
+  }));
+  const next = fillMessages(PREFIX, instances, count, base, bodyPool(512, 31), prng(37), (instance, _, n) => {
+    calls[instance.app]! += n;
+  });
+  const logDue = every(5_000);
+  return produceAll(kafkaClient(`bench-stats-fill-${id}`), TOPIC, next, {
     onProgress: (n) => {
-      if (performance.now() - lastLog > 5_000) {
-        lastLog = performance.now();
-        console.log(`  produced ${fmt(n)} / ${fmt(count)}`);
-      }
+      if (logDue()) console.log(`  produced ${fmt(n)} / ${fmt(count)}`);
     },
   });
-  return sent;
 }
 
 async function catchUpPhase(
@@ -737,18 +641,10 @@ async function e2ePhase(agents: number, admin: Admin, ferretPid: number | undefi
       setTimeout(() => reject(new Error('the probe got no welcome in 20 s')), 20_000).unref();
     });
     probe.on('connect', () =>
-      probe!.emit('hello', {
-        type: 'hello',
-        protocol: PROTOCOL_VERSION,
-        application: PROBE_APP,
-        instanceId: `${PROBE_APP}-i0`,
-        run: newRun(),
-        host: '127.0.0.1',
-        ports: [],
-        agent: { language: 'node', version: 'bench' },
-        capabilities: [],
-        heldRevision: 0,
-      }),
+      probe!.emit(
+        'hello',
+        hello({ application: PROBE_APP, instanceId: `${PROBE_APP}-i0`, run: newRun(), capabilities: [], heldRevision: 0 }),
+      ),
     );
     await welcomed;
 
@@ -1127,12 +1023,4 @@ async function report(
   if (WRITE) await writeSection('stats-ingest', lines);
 }
 
-main().then(
-  () => process.exit(0),
-  async (error: unknown) => {
-    console.error(error);
-    stopping = true;
-    await cleanup();
-    process.exit(1);
-  },
-);
+exitAfter(main, cleanup);

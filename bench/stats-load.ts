@@ -15,7 +15,9 @@ import { type Admin, Kafka, logLevel } from 'kafkajs';
 import { MongoClient } from 'mongodb';
 import { latencyBucket } from '../src/agent-protocol/latency-histogram.js';
 import { type StatsEntry, StatsEntrySchema, StatsSchema } from '../src/agent-protocol/messages.js';
+import { freePort } from '../test/support/net.js';
 import { stackEnv } from '../test/support/stack.js';
+import { timedApi } from './report.js';
 
 export const SERVER_MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 export const AGGREGATOR_MAIN = fileURLToPath(new URL('../dist/stats/aggregator-main.js', import.meta.url));
@@ -27,6 +29,23 @@ export const fixed = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(
 
 /** A new agent process id (`hello.run`): 16 characters of A-Z a-z 0-9 _ -. */
 export const newRun = () => randomBytes(12).toString('base64url');
+
+/** A number ≥ 0 from the environment variable `name`, `fallback` when it is not set. */
+export function envNumber(name: string, fallback: number): number {
+  const value = Number(process.env[name] ?? fallback);
+  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a number ≥ 0`);
+  return value;
+}
+
+/** For progress lines: true once `ms` have passed since it was last true (or made), false until then. */
+export function every(ms: number): () => boolean {
+  let last = performance.now();
+  return () => {
+    if (performance.now() - last <= ms) return false;
+    last = performance.now();
+    return true;
+  };
+}
 
 // ---- the workload ------------------------------------------------------------------------------
 
@@ -197,6 +216,40 @@ export function kafkaMessage(application: string, instanceId: string, run: strin
   return { key: application, value: JSON.stringify({ v: 1, application, instanceId, run, receivedAt: Date.now(), frame }) };
 }
 
+/** An instance of application `app` (named by `appName`) whose frames go to the topic directly. */
+export interface FillInstance {
+  app: number;
+  instanceId: string;
+  run: string;
+  keys: readonly EntryKey[];
+}
+
+/**
+ * The messages (for `produceAll`) of `count` stats frames of `instances`, as their agents would have
+ * sent them: second by second from `firstSecond`, every instance in turn, `seq` counting the seconds
+ * from 1. `onFrame` sees each frame made, with its instance and calls.
+ */
+export function fillMessages(
+  prefix: string,
+  instances: readonly FillInstance[],
+  count: number,
+  firstSecond: number,
+  pool: readonly EntryBody[],
+  rnd: () => number,
+  onFrame: (instance: FillInstance, frame: StatsFrame, calls: number) => void,
+): () => { key: string; value: string } | undefined {
+  let made = 0;
+  return () => {
+    if (made >= count) return undefined;
+    const s = Math.floor(made / instances.length);
+    const instance = instances[made % instances.length]!;
+    made += 1;
+    const { frame, calls } = statsFrame(s + 1, firstSecond + s, instance.keys, pool, rnd);
+    onFrame(instance, frame, calls);
+    return kafkaMessage(appName(prefix, instance.app), instance.instanceId, instance.run, frame);
+  };
+}
+
 // ---- processes ---------------------------------------------------------------------------------
 
 const children = new Set<ChildProcess>();
@@ -259,6 +312,44 @@ export async function stopChildren(): Promise<void> {
   await Promise.all([...children].map((child) => stopChild(child)));
 }
 
+/**
+ * The run's cleanup: every process stopped gracefully, then the run's topics and databases deleted
+ * (KEEP_DATA=1 keeps them), once whoever asks first; SIGINT and SIGTERM clean up and exit (130,
+ * 143). `stopping` is called at every request first (from then on a process' exit is expected).
+ */
+export function runCleanup(topics: string[], databases: string[], stopping: () => void): () => Promise<void> {
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () => {
+    stopping();
+    cleaning ??= (async () => {
+      if (process.env.KEEP_DATA === '1') {
+        await stopChildren();
+        console.log(`kept: topics ${topics.join(', ')}; databases ${databases.join(', ')}`);
+      } else await dropRunData(topics, databases);
+    })();
+    return cleaning;
+  };
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
+    process.once(signal, () => void cleanup().finally(() => process.exit(code)));
+  }
+  return cleanup;
+}
+
+/** Runs a benchmark's `main`: exit 0 after it, or 1 after `cleanup` if it failed. */
+export function exitAfter(main: () => Promise<void>, cleanup: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    async (error: unknown) => {
+      console.error(error);
+      await cleanup();
+      process.exit(1);
+    },
+  );
+}
+
 export async function waitForHttp(url: string, child: ChildProcess, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -271,6 +362,78 @@ export async function waitForHttp(url: string, child: ChildProcess, timeoutMs = 
     if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms`);
     await sleep(100);
   }
+}
+
+/** A Steward server process of the run (and its REST API with the admin token). */
+export interface StatsServer {
+  child: ChildProcess;
+  pid: number;
+  url: string;
+  api: ReturnType<typeof timedApi>;
+}
+
+/**
+ * Starts a Steward server process on the run's `topic` and database `db`, with `STATS_AGGREGATOR=off`
+ * (the aggregator runs in a process of its own) and `env` on top; resolves once it answers.
+ */
+export async function startStatsServer(
+  topic: string,
+  db: string,
+  adminToken: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<StatsServer> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = startChild(
+    [SERVER_MAIN],
+    {
+      ...process.env,
+      ...stackEnv,
+      MONGODB_URI: mongoUri(db),
+      PORT: String(port),
+      ADMIN_TOKEN: adminToken,
+      LOG_LEVEL: 'warn',
+      STATS_TOPIC: topic,
+      STATS_AGGREGATOR: 'off',
+      ...env,
+    },
+    { database: true },
+  );
+  await waitForHttp(`${url}/livez`, child);
+  return { child, pid: child.pid!, url, api: timedApi(url, adminToken) };
+}
+
+/**
+ * Starts an aggregator process on the run's `topic` and database `db`: its log lines go to
+ * AGGREGATOR_LOG (see `aggregatorLog`), its first 20 warnings and errors to stderr, and each to
+ * `onEntry`; its exit is reported unless `stopping()`.
+ */
+export function startAggregatorProcess(
+  topic: string,
+  db: string,
+  stopping: () => boolean,
+  onEntry?: (entry: PinoEntry) => void,
+): ChildProcess {
+  let warnings = 0;
+  const log = aggregatorLog();
+  const child = startChild(
+    [AGGREGATOR_MAIN],
+    { ...process.env, ...stackEnv, MONGODB_URI: mongoUri(db), STATS_TOPIC: topic, LOG_LEVEL: 'info' },
+    {
+      database: true,
+      onLine: (line) => {
+        log(line);
+        const entry = pinoLine(line);
+        if (!entry) return;
+        onEntry?.(entry);
+        if ((entry.level ?? 0) >= 40 && warnings++ < 20) console.error(`[aggregator] ${line.slice(0, 600)}`);
+      },
+    },
+  );
+  child.once('exit', (code, signal) => {
+    if (!stopping()) console.error(`the aggregator exited (${code ?? signal})`);
+  });
+  return child;
 }
 
 /** Current and peak resident memory of a process, MiB. */
@@ -510,11 +673,17 @@ export function aggregatorLog(): (line: string) => void {
   return (line) => void out.write(`${line}\n`);
 }
 
+export interface PinoEntry {
+  level?: number;
+  msg?: string;
+  [key: string]: unknown;
+}
+
 /** One stdout line of a pino logger, if it is one. */
-export function pinoLine(line: string): { level?: number; msg?: string; [key: string]: unknown } | undefined {
+export function pinoLine(line: string): PinoEntry | undefined {
   try {
     const value = JSON.parse(line) as unknown;
-    return value && typeof value === 'object' ? (value as { level?: number; msg?: string }) : undefined;
+    return value && typeof value === 'object' ? (value as PinoEntry) : undefined;
   } catch {
     return undefined;
   }

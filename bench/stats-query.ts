@@ -25,44 +25,33 @@
  * Prints a markdown section for docs/benchmarks.md (BENCH_WRITE=1 writes it there).
  */
 import { loadavg } from 'node:os';
-import { stackEnv } from '../test/support/stack.js';
-import { freePort } from '../test/support/net.js';
-import { machine, percentile, timedApi, writeSection } from './report.js';
+import { machine, percentile, writeSection } from './report.js';
 import {
-  AGGREGATOR_MAIN,
-  aggregatorLog,
   appName,
   bodyPool,
   checkWorkload,
-  dropRunData,
-  type EntryKey,
+  envNumber as env,
+  every,
+  exitAfter,
+  type FillInstance,
+  fillMessages,
   fixed,
   fmt,
   GroupProgress,
   instanceKeys,
   kafkaClient,
-  kafkaMessage,
-  mongoUri,
   newRun,
-  pinoLine,
   prng,
   produceAll,
-  SERVER_MAIN,
+  runCleanup,
   sleep,
-  startChild,
-  statsFrame,
+  startAggregatorProcess,
+  startStatsServer,
   stopChild,
-  stopChildren,
   topicEnd,
   topicExists,
-  waitForHttp,
 } from './stats-load.js';
 
-const env = (name: string, fallback: number) => {
-  const value = Number(process.env[name] ?? fallback);
-  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a number ≥ 0`);
-  return value;
-};
 const X_INSTANCES = Math.max(1, env('X_INSTANCES', 10));
 const NOISE_APPS = env('NOISE_APPS', 49);
 const NOISE_INSTANCES = env('NOISE_INSTANCES', 1);
@@ -71,7 +60,6 @@ const QUERIES = Math.max(1, env('QUERIES', 200));
 const WARMUP_QUERIES = env('WARMUP_QUERIES', 10);
 const QUERY_BUDGET_S = env('QUERY_BUDGET', 120);
 const ROLLUP_TIMEOUT_S = env('ROLLUP_TIMEOUT', 1_800);
-const KEEP_DATA = process.env.KEEP_DATA === '1';
 const WRITE = process.env.BENCH_WRITE === '1';
 const GOAL_MS = 100;
 
@@ -84,36 +72,8 @@ const TOPIC = `steward.stats.benchq.${id}`;
 const DB = `steward_bench_statsq_${id}`;
 
 let stopping = false;
-let cleaning: Promise<void> | undefined;
-
-/** Stops every process gracefully, then deletes the run's topics and databases (once, whoever asks first). */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    stopping = true;
-    if (KEEP_DATA) {
-      await stopChildren();
-      console.log(`kept: topic ${TOPIC}, database ${DB}`);
-    } else await dropRunData([TOPIC], [DB]);
-  })();
-  return cleaning;
-}
-
-for (const [signal, code] of [
-  ['SIGINT', 130],
-  ['SIGTERM', 143],
-] as const) {
-  process.once(signal, () => {
-    stopping = true;
-    void cleanup().finally(() => process.exit(code));
-  });
-}
-
-interface Instance {
-  app: number;
-  instanceId: string;
-  run: string;
-  keys: EntryKey[];
-}
+/** Stops every process gracefully, then deletes the run's topic and database (once, whoever asks first). */
+const cleanup = runCleanup([TOPIC], [DB], () => (stopping = true));
 
 interface QueryResult {
   name: string;
@@ -132,7 +92,7 @@ async function main(): Promise<void> {
   const hourStart = hourEnd - 3_600;
   const dataStart = hourEnd - FILL_SECONDS;
 
-  const instances: Instance[] = [];
+  const instances: FillInstance[] = [];
   for (let app = 0; app < APPS; app++) {
     for (let i = 0; i < (app === 0 ? X_INSTANCES : NOISE_INSTANCES); i++) {
       instances.push({
@@ -158,44 +118,13 @@ async function main(): Promise<void> {
 
   const admin = kafkaClient(`bench-statsq-${id}`).admin();
   await admin.connect();
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const api = timedApi(url, ADMIN);
   const results: QueryResult[] = [];
   const figures: Record<string, number> = {};
   try {
     // The aggregator first: it creates the topic (with its partition count).
-    let warnings = 0;
-    const log = aggregatorLog();
-    const aggregator = startChild(
-      [AGGREGATOR_MAIN],
-      { ...process.env, ...stackEnv, MONGODB_URI: mongoUri(DB), STATS_TOPIC: TOPIC, LOG_LEVEL: 'info' },
-      {
-        database: true,
-        onLine: (line) => {
-          log(line);
-          if ((pinoLine(line)?.level ?? 0) >= 40 && warnings++ < 20) console.error(`[aggregator] ${line.slice(0, 600)}`);
-        },
-      },
-    );
-    aggregator.once('exit', (code, signal) => {
-      if (!stopping) console.error(`the aggregator exited (${code ?? signal})`);
-    });
-    const server = startChild(
-      [SERVER_MAIN],
-      {
-        ...process.env,
-        ...stackEnv,
-        MONGODB_URI: mongoUri(DB),
-        PORT: String(port),
-        ADMIN_TOKEN: ADMIN,
-        LOG_LEVEL: 'warn',
-        STATS_TOPIC: TOPIC,
-        STATS_AGGREGATOR: 'off',
-      },
-      { database: true },
-    );
-    await waitForHttp(`${url}/livez`, server);
+    const aggregator = startAggregatorProcess(TOPIC, DB, () => stopping);
+    const server = await startStatsServer(TOPIC, DB, ADMIN);
+    const api = server.api;
     for (const deadline = Date.now() + 60_000; !(await topicExists(admin, TOPIC)); await sleep(250)) {
       if (Date.now() > deadline) throw new Error(`the aggregator did not create ${TOPIC}`);
       if (aggregator.exitCode !== null) throw new Error('the aggregator exited');
@@ -206,30 +135,18 @@ async function main(): Promise<void> {
       `producing ${fmt(total)} frames: ${X} × ${X_INSTANCES} instances and ${NOISE_APPS} other applications × ${NOISE_INSTANCES}, ` +
         `${FILL_SECONDS} s each, to ${TOPIC}`,
     );
-    const rnd = prng(23);
-    let made = 0;
-    const next = () => {
-      if (made >= total) return undefined;
-      const s = Math.floor(made / instances.length);
-      const inst = instances[made % instances.length]!;
-      made += 1;
-      const second = dataStart + s;
-      const { frame, calls } = statsFrame(s + 1, second, inst.keys, pool, rnd);
+    const next = fillMessages(PREFIX, instances, total, dataStart, pool, prng(23), (inst, frame, calls) => {
       expected[inst.app]! += calls;
       if (inst.app === 0) {
         for (const e of frame.entries) if (e.direction === 'inbound' && e.resource === resource) expectedResource += e.calls;
-        if (second >= hourEnd - 300) expectedLast5Min += calls;
+        if (frame.second >= hourEnd - 300) expectedLast5Min += calls;
       }
-      return kafkaMessage(appName(PREFIX, inst.app), inst.instanceId, inst.run, frame);
-    };
+    });
     const fillStarted = performance.now();
-    let lastLog = fillStarted;
+    const logDue = every(5_000);
     await produceAll(kafkaClient(`bench-statsq-fill-${id}`), TOPIC, next, {
       onProgress: (n) => {
-        if (performance.now() - lastLog > 5_000) {
-          lastLog = performance.now();
-          console.log(`  produced ${fmt(n)} / ${fmt(total)}`);
-        }
+        if (logDue()) console.log(`  produced ${fmt(n)} / ${fmt(total)}`);
       },
     });
     const fillSec = (performance.now() - fillStarted) / 1000;
@@ -240,8 +157,7 @@ async function main(): Promise<void> {
     for (const deadline = performance.now() + ROLLUP_TIMEOUT_S * 1000; (await progress.committed()) < end; await sleep(1_000)) {
       if (performance.now() > deadline) throw new Error(`the aggregator did not consume ${fmt(end)} messages in time`);
       if (aggregator.exitCode !== null) throw new Error('the aggregator exited');
-      if (performance.now() - lastLog > 5_000) {
-        lastLog = performance.now();
+      if (logDue()) {
         console.log(`  consumed ${fmt(await progress.committed())} / ${fmt(end)}`);
       }
     }
@@ -259,8 +175,7 @@ async function main(): Promise<void> {
         throw new Error(
           `not rolled up in time: ${checkApps.map((a, k) => `${appName(PREFIX, a)} ${seen[k]} of ${expected[a]}`).join(', ')}`,
         );
-      if (performance.now() - lastLog > 5_000) {
-        lastLog = performance.now();
+      if (logDue()) {
         console.log(`  rolling up: ${X} shows ${fmt(seen[0]!)} of ${fmt(expected[0]!)} calls`);
       }
     }
@@ -324,7 +239,7 @@ async function main(): Promise<void> {
       );
     }
     stopping = true;
-    await stopChild(server);
+    await stopChild(server.child);
     await stopChild(aggregator);
   } finally {
     stopping = true;
@@ -376,12 +291,4 @@ async function main(): Promise<void> {
   if (WRITE) await writeSection('stats-query', lines);
 }
 
-main().then(
-  () => process.exit(0),
-  async (error: unknown) => {
-    console.error(error);
-    stopping = true;
-    await cleanup();
-    process.exit(1);
-  },
-);
+exitAfter(main, cleanup);

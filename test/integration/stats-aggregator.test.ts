@@ -6,6 +6,7 @@ import { LATENCY_BUCKETS, latencyBucket, percentileMs } from '../../src/agent-pr
 import { ensureStatsTopic } from '../../src/stats/stats-aggregator.js';
 import { type RunningApp, startApp } from '../support/app.js';
 import { stackEnv } from '../support/stack.js';
+import { type CallTotals, noCalls, OUTCOMES } from '../support/stats-apps.js';
 
 /**
  * The aggregator against the real Kafka and FerretDB of the local stack: crafted messages in, API
@@ -23,17 +24,10 @@ const kafka = new Kafka({ clientId: `stats-it-${run}`, brokers: stackEnv.KAFKA_B
 // Data 100 minutes back: well inside the facts horizon (110 min), and in closed windows.
 const BASE = Math.floor((Date.now() / 1_000 - 100 * 60) / 60) * 60;
 
-interface Totals {
-  calls: number;
-  successes: number;
-  errors: number;
-  limited: number;
-  broken: number;
-  degraded: number;
-  slow: number;
-}
-const FIELDS = ['calls', 'successes', 'errors', 'limited', 'broken', 'degraded', 'slow'] as const;
-const zero = (): Totals => ({ calls: 0, successes: 0, errors: 0, limited: 0, broken: 0, degraded: 0, slow: 0 });
+/** The API's outcome counters, and the slow calls. */
+type Totals = CallTotals & { slow: number };
+const FIELDS = [...OUTCOMES, 'slow'] as const;
+const zero = (): Totals => ({ ...noCalls(), slow: 0 });
 
 /** Deterministic frames and what they add up to (per resource, with merged histograms). */
 class Workload {

@@ -226,6 +226,54 @@ async function diagnose(api: StewardApi, apps: Apps, traffic: Traffic, from: num
   console.log(`[stats-faults] ${apps.provider} inbound per second (calls made are timed at their answer):\n${lines.join('\n')}`);
 }
 
+/**
+ * The agents report through a TCP proxy in front of the server; once some calls are counted, the
+ * proxy cuts (resets and refuses) or stalls their connection for 8 s, the server gives their
+ * sessions up, the proxy heals, the agents reconnect, and the totals must then be exact.
+ */
+async function connectionFault(mode: 'cut' | 'stall'): Promise<void> {
+  const from = Date.now() - 60_000;
+  const server = await startServer({ STATS_TOPIC: topicFor(mode) });
+  const proxy = await new TcpProxy(server.port).start();
+  const apps = await startApps(server.api, proxy.url, mode);
+  const traffic = new Traffic(apps).start();
+  const fault = { from: 0, to: 0 };
+  const agentsConnected = async (count: number, timeoutMs: number) => {
+    for (const application of [apps.provider, apps.consumer]) await server.api.waitForAgents(application, count, timeoutMs);
+  };
+  try {
+    await someCounted(server.api, apps, from);
+    if (mode === 'cut') {
+      // Between two of the agents' reports (sent ~100 ms after each second turns), not across one:
+      // a report in flight at the very moment of a reset is another matter (see the stall).
+      await sleep(1_500 - (Date.now() % 1_000));
+    }
+    fault.from = Date.now();
+    if (mode === 'cut') proxy.cut();
+    else proxy.stall();
+    const before = traffic.count;
+    // A reset is seen at once; a stall once the server misses the agents' heartbeats.
+    await agentsConnected(0, mode === 'cut' ? 5_000 : 10_000);
+    await sleep(8_000 - (Date.now() - fault.from));
+    const meanwhile = mode === 'cut' ? 'the agents are cut off' : 'the connection stalls';
+    expect(traffic.count - before, `calls while ${meanwhile}`).toBeGreaterThanOrEqual(25);
+    if (mode === 'cut') expect(proxy.accepted, 'reconnection attempts refused meanwhile').toBeGreaterThan(2);
+    proxy.heal();
+    fault.to = Date.now();
+    await agentsConnected(1, 30_000);
+    console.log(
+      `[stats-faults] ${mode === 'cut' ? 'agents cut off' : 'connection stalled'} for ${((fault.to - fault.from) / 1_000).toFixed(1)} s ` +
+        `(${traffic.count - before} calls), agents reconnected ${seconds(fault.to)} after the heal`,
+    );
+    await sleep(2_000);
+  } finally {
+    await traffic.stop();
+  }
+  await expectExact(server.api, apps, traffic, from, fault);
+  for (const child of [...apps.children, server.child]) await child.kill();
+  await proxy.stop();
+}
+
 describe('call statistics under faults (real apps, Kafka and FerretDB)', () => {
   it('stays exact when the Kafka broker is restarted mid-stream', async () => {
     const from = Date.now() - 60_000;
@@ -289,74 +337,12 @@ describe('call statistics under faults (real apps, Kafka and FerretDB)', () => {
   });
 
   it('stays exact when the agents’ connection is reset and refused for 8 s (they buffer and flush on reconnect)', async () => {
-    const from = Date.now() - 60_000;
-    const server = await startServer({ STATS_TOPIC: topicFor('cut') });
-    const proxy = await new TcpProxy(server.port).start();
-    const apps = await startApps(server.api, proxy.url, 'cut');
-    const traffic = new Traffic(apps).start();
-    const fault = { from: 0, to: 0 };
-    try {
-      await someCounted(server.api, apps, from);
-      // Between two of the agents' reports (sent ~100 ms after each second turns), not across one:
-      // a report in flight at the very moment of a reset is another matter (see the stall below).
-      await sleep(1_500 - (Date.now() % 1_000));
-      fault.from = Date.now();
-      proxy.cut();
-      const before = traffic.count;
-      await server.api.waitForAgents(apps.provider, 0, 5_000);
-      await server.api.waitForAgents(apps.consumer, 0, 5_000);
-      await sleep(8_000 - (Date.now() - fault.from));
-      expect(traffic.count - before, 'calls while the agents are cut off').toBeGreaterThanOrEqual(25);
-      expect(proxy.accepted, 'reconnection attempts refused meanwhile').toBeGreaterThan(2);
-      proxy.heal();
-      fault.to = Date.now();
-      await server.api.waitForAgents(apps.provider, 1, 30_000);
-      await server.api.waitForAgents(apps.consumer, 1, 30_000);
-      console.log(
-        `[stats-faults] agents cut off for ${((fault.to - fault.from) / 1_000).toFixed(1)} s (${traffic.count - before} calls), ` +
-          `reconnected ${seconds(fault.to)} after the heal`,
-      );
-      await sleep(2_000);
-    } finally {
-      await traffic.stop();
-    }
-    await expectExact(server.api, apps, traffic, from, fault);
-    for (const child of [...apps.children, server.child]) await child.kill();
-    await proxy.stop();
+    await connectionFault('cut');
   });
 
   it('stays exact when the agents’ connection stalls for 8 s and the server gives their sessions up', async () => {
-    const from = Date.now() - 60_000;
     // Heartbeats every second: the server closes a session silent for 3 s, while the agents, whose
     // frames go into the stalled connection, notice nothing until it heals.
-    const server = await startServer({ STATS_TOPIC: topicFor('stall') });
-    const proxy = await new TcpProxy(server.port).start();
-    const apps = await startApps(server.api, proxy.url, 'stall');
-    const traffic = new Traffic(apps).start();
-    const fault = { from: 0, to: 0 };
-    try {
-      await someCounted(server.api, apps, from);
-      fault.from = Date.now();
-      proxy.stall();
-      const before = traffic.count;
-      await server.api.waitForAgents(apps.provider, 0, 10_000);
-      await server.api.waitForAgents(apps.consumer, 0, 10_000);
-      await sleep(8_000 - (Date.now() - fault.from));
-      expect(traffic.count - before, 'calls while the connection stalls').toBeGreaterThanOrEqual(25);
-      proxy.heal();
-      fault.to = Date.now();
-      await server.api.waitForAgents(apps.provider, 1, 30_000);
-      await server.api.waitForAgents(apps.consumer, 1, 30_000);
-      console.log(
-        `[stats-faults] connection stalled for ${((fault.to - fault.from) / 1_000).toFixed(1)} s (${traffic.count - before} calls), ` +
-          `agents reconnected ${seconds(fault.to)} after the heal`,
-      );
-      await sleep(2_000);
-    } finally {
-      await traffic.stop();
-    }
-    await expectExact(server.api, apps, traffic, from, fault);
-    for (const child of [...apps.children, server.child]) await child.kill();
-    await proxy.stop();
+    await connectionFault('stall');
   });
 });

@@ -3,27 +3,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
+import type { Counters } from '../../src/stats/rollup.js';
 import { ADMIN_TOKEN } from './app.js';
 import { AGENT_REGISTER, type Child, eventually, startNode } from './processes.js';
 
 /**
  * Call statistics end to end, with real processes: the example Node apps with the agent preloaded,
  * a Steward server (or several, one after the other) and the REST API the totals are read from.
- * Shared by `stats-e2e.test.ts` and `stats-faults.test.ts`.
+ * Shared by the `stats-*.test.ts` integration tests.
  */
 
 export const PROVIDER_SCRIPT = fileURLToPath(new URL('../../examples/node/provider.mjs', import.meta.url));
 export const CONSUMER_SCRIPT = fileURLToPath(new URL('../../examples/node/consumer.mjs', import.meta.url));
 
-/** The outcome counters of the stats API, as summed over a series. */
-export interface CallTotals {
-  calls: number;
-  successes: number;
-  errors: number;
-  limited: number;
-  broken: number;
-  degraded: number;
-}
+/** The outcome counters of the stats API (the protocol's counters of the same names), as summed over a series. */
+export const OUTCOMES = ['calls', 'successes', 'errors', 'limited', 'broken', 'degraded'] as const;
+export type CallTotals = Pick<Counters, (typeof OUTCOMES)[number]>;
 
 export const noCalls = (): CallTotals => ({ calls: 0, successes: 0, errors: 0, limited: 0, broken: 0, degraded: 0 });
 
@@ -69,7 +64,7 @@ export class StewardApi {
       `/api/stats/series?application=${application}&direction=${direction}&step=1m&from=${from}&to=${Date.now() + 60_000}`,
     );
     const sum = noCalls();
-    for (const point of series.points) for (const key of Object.keys(sum) as (keyof CallTotals)[]) sum[key] += point[key];
+    for (const point of series.points) for (const key of OUTCOMES) sum[key] += point[key];
     return sum;
   }
 
