@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { CatalogChange, CatalogInstance } from '../registry-bridge/catalog.js';
+import { entryKey, mergeEntries } from '../stats/rollup.js';
 import type { CallRecordSchema, StatsEntry } from './messages.js';
 import { isPeerAddress, normaliseHost, peerAddress } from './peer-address.js';
 
@@ -176,37 +177,9 @@ export class PeerIndex {
 
 // ---- frames -------------------------------------------------------------------------------------
 
-const ADDITIVE = ['calls', 'successes', 'errors', 'limited', 'broken', 'degraded', 'slow', 'latencySumMs'] as const;
-
-/** Two sparse histograms (ascending buckets) added bucket by bucket. */
-function addHistograms(a: readonly [number, number][], b: readonly [number, number][]): [number, number][] {
-  const out: [number, number][] = [];
-  let i = 0;
-  let j = 0;
-  while (i < a.length || j < b.length) {
-    const x = a[i];
-    const y = b[j];
-    if (y === undefined || (x !== undefined && x[0] < y[0])) {
-      out.push([x![0], x![1]]);
-      i++;
-    } else if (x === undefined || y[0] < x[0]) {
-      out.push([y[0], y[1]]);
-      j++;
-    } else {
-      out.push([x[0], x[1] + y[1]]);
-      i++;
-      j++;
-    }
-  }
-  return out;
-}
-
 /** One entry of the same key as both: counters added, the larger maximum, histograms merged. */
 export function mergeEntry(a: StatsEntry, b: StatsEntry): StatsEntry {
-  const merged = { ...a, histogram: addHistograms(a.histogram, b.histogram) };
-  for (const field of ADDITIVE) merged[field] += b[field];
-  if (b.latencyMaxMs > merged.latencyMaxMs) merged.latencyMaxMs = b.latencyMaxMs;
-  return merged;
+  return mergeEntries([[a], [b]])[0]!;
 }
 
 /**
@@ -236,7 +209,7 @@ export function resolveEntries(entries: readonly StatsEntry[], resolve: (address
       merged.push(entry);
       continue;
     }
-    const key = `${entry.direction}\u0000${entry.peer}\u0000${entry.protocol}\u0000${entry.resource}`;
+    const key = entryKey(entry);
     const at = first.get(key);
     if (at === undefined) {
       first.set(key, merged.length);
