@@ -4,6 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { Kafka, logLevel } from 'kafkajs';
 import { MongoClient } from 'mongodb';
 import zookeeper from 'node-zookeeper-client';
+import { deadline } from '../common/deadline.js';
 
 /**
  * One real protocol request per dependency. A dependency counts as up only when it answers one:
@@ -25,11 +26,6 @@ function abortError(signal: AbortSignal): Error {
   return reason instanceof Error ? reason : new Error('probe aborted');
 }
 
-function probeSignal({ timeoutMs, signal }: ProbeOptions): AbortSignal {
-  const timeout = AbortSignal.timeout(timeoutMs);
-  return signal ? AbortSignal.any([signal, timeout]) : timeout;
-}
-
 /**
  * Runs `work` until it settles or the signal fires, then always runs `cleanup`, told whether the
  * work failed: a failed probe drops its sockets at once instead of waiting for a peer that does
@@ -37,10 +33,11 @@ function probeSignal({ timeoutMs, signal }: ProbeOptions): AbortSignal {
  */
 async function bounded<T>(
   options: ProbeOptions,
-  work: () => Promise<T>,
+  work: (signal: AbortSignal) => Promise<T>,
   cleanup: (failed: boolean) => Promise<unknown> | void,
 ): Promise<T> {
-  const signal = probeSignal(options);
+  const bound = deadline(options.timeoutMs, options.signal);
+  const { signal } = bound;
   let onAbort: (() => void) | undefined;
   const aborted = new Promise<never>((_, reject) => {
     onAbort = () => reject(abortError(signal));
@@ -49,11 +46,12 @@ async function bounded<T>(
   });
   let failed = true;
   try {
-    const result = await Promise.race([work(), aborted]);
+    const result = await Promise.race([work(signal), aborted]);
     failed = false;
     return result;
   } finally {
     if (onAbort) signal.removeEventListener('abort', onAbort);
+    bound.clear();
     await Promise.resolve(cleanup(failed)).catch(() => undefined);
   }
 }
@@ -140,10 +138,9 @@ function getJson(url: string, signal: AbortSignal): Promise<unknown> {
 
 /** Reads the full registry from the first Eureka server that answers (JSON, as the bridge will). */
 export function probeEureka(urls: string[], options: ProbeOptions): Promise<ProbeDetails> {
-  const signal = probeSignal(options);
   return bounded(
-    { ...options, signal },
-    async () => {
+    options,
+    async (signal) => {
       const failures: string[] = [];
       for (const base of urls) {
         const url = `${base.replace(/\/+$/, '')}/apps`;

@@ -1,3 +1,4 @@
+import { deadline } from '../../common/deadline.js';
 import type { SourceLogger } from '../registration.js';
 import { parseApplicationsBody, type EurekaApplicationsJson, type EurekaStatus } from './eureka-json.js';
 
@@ -91,14 +92,17 @@ export class EurekaHttpClient {
     for (const base of this.order()) {
       const url = `${base}${path}`;
       try {
-        const res = await this.send(url, 'GET', signal);
-        if (res.status === 403 && forbidden === 'answer') {
-          await res.body?.cancel();
-          return undefined;
-        }
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        if (/html/i.test(res.headers.get('content-type') ?? '')) throw new Error('answer is HTML, not JSON');
-        const applications = parseApplicationsBody(await res.text());
+        const body = await this.exchange(url, 'GET', signal, async (res) => {
+          if (res.status === 403 && forbidden === 'answer') {
+            await res.body?.cancel();
+            return undefined;
+          }
+          if (!res.ok) throw new Error(`HTTP ${res.status}`);
+          if (/html/i.test(res.headers.get('content-type') ?? '')) throw new Error('answer is HTML, not JSON');
+          return res.text();
+        });
+        if (body === undefined) return undefined;
+        const applications = parseApplicationsBody(body);
         // Failures before a success are logged here; when every URL fails, the caller decides.
         if (failures.length > 0) this.options.logger?.warn({ url: base, failed: failures }, 'Eureka failover');
         this.lastGood = base;
@@ -124,8 +128,10 @@ export class EurekaHttpClient {
     for (const base of this.order()) {
       const url = `${base}${path}`;
       try {
-        const res = await this.send(url, method, signal);
-        await res.body?.cancel();
+        const res = await this.exchange(url, method, signal, async (res) => {
+          await res.body?.cancel();
+          return res;
+        });
         if (res.ok) {
           this.lastGood = base;
           return;
@@ -143,13 +149,19 @@ export class EurekaHttpClient {
     throw new EurekaHttpError(`${what} failed on every Eureka URL: ${failures.join('; ')}`);
   }
 
-  private send(url: string, method: string, signal: AbortSignal | undefined): Promise<Response> {
-    const timeout = AbortSignal.timeout(this.timeoutMs);
-    return fetch(url, {
-      method,
-      headers: { Accept: 'application/json' },
-      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-    });
+  /** One request to one URL, its body read by `consume`, all within the request timeout. */
+  private async exchange<T>(
+    url: string,
+    method: string,
+    signal: AbortSignal | undefined,
+    consume: (res: Response) => Promise<T>,
+  ): Promise<T> {
+    const bound = deadline(this.timeoutMs, signal);
+    try {
+      return await consume(await fetch(url, { method, headers: { Accept: 'application/json' }, signal: bound.signal }));
+    } finally {
+      bound.clear();
+    }
   }
 }
 
