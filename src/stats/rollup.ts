@@ -80,29 +80,39 @@ export class Accumulator implements Counters {
   }
 }
 
-/**
- * Merges entries by call key: the result has one entry per key, sorted by key, so the same facts
- * always give the same document (whatever order they were read in).
- */
-export function mergeEntries(lists: Iterable<readonly StatsEntry[]>): StatsEntry[] {
-  const byKey = new Map<string, { dims: Dimensions; acc: Accumulator }>();
-  for (const list of lists) {
-    for (const entry of list) {
+/** Entries summed by call key: what a window accumulates frame by frame. */
+export class EntrySums {
+  private readonly byKey = new Map<string, { dims: Dimensions; acc: Accumulator }>();
+
+  add(entries: readonly StatsEntry[]): this {
+    for (const entry of entries) {
       const key = entryKey(entry);
-      let slot = byKey.get(key);
+      let slot = this.byKey.get(key);
       if (!slot) {
         slot = {
           dims: { direction: entry.direction, peer: entry.peer, protocol: entry.protocol, resource: entry.resource },
           acc: new Accumulator(),
         };
-        byKey.set(key, slot);
+        this.byKey.set(key, slot);
       }
       slot.acc.add(entry);
     }
+    return this;
   }
-  return [...byKey.entries()]
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([, { dims, acc }]) => ({ ...dims, ...acc.counters(), histogram: acc.sparseHistogram() }));
+
+  /** One entry per key, sorted by key, so the same entries always give the same document. */
+  toEntries(): StatsEntry[] {
+    return [...this.byKey.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, { dims, acc }]) => ({ ...dims, ...acc.counters(), histogram: acc.sparseHistogram() }));
+  }
+}
+
+/** Merges entries by call key (whatever order they come in, the same result). */
+export function mergeEntries(lists: Iterable<readonly StatsEntry[]>): StatsEntry[] {
+  const sums = new EntrySums();
+  for (const list of lists) sums.add(list);
+  return sums.toEntries();
 }
 
 /** What a window (or a group of entries) amounts to, over `seconds` of wall time. */
@@ -201,7 +211,7 @@ export interface FactDoc {
   entries: StatsEntry[];
 }
 
-/** A minute or hour window of one application: every fact of the window, merged. */
+/** A minute or hour window of one application: every fact of the window, merged (`window-book.ts`). */
 export interface RollupDoc {
   /** `<application>:<start>`. */
   _id: string;
@@ -210,9 +220,9 @@ export interface RollupDoc {
   start: number;
   /** Window length in seconds (60 or 3600). */
   size: number;
-  /** For minute windows, the hour they belong to (hour windows are recomputed from their minutes). */
+  /** The hour the window belongs to (an hour window's own start). */
   hour: number;
-  /** How many facts (stats frames) the window holds: only ever grows, guards against stale rewrites. */
+  /** How many facts (stats frames) the window holds. */
   facts: number;
   /** Distinct instances that reported in the window. */
   instances: number;
@@ -224,51 +234,4 @@ export interface RollupDoc {
 
 export function rollupId(application: string, start: number): string {
   return `${application}:${start}`;
-}
-
-/** The minute window `start` of `application`, recomputed from all its facts. */
-export function buildMinuteRollup(application: string, start: number, facts: readonly FactDoc[], now = Date.now()): RollupDoc {
-  const instances = new Set<string>();
-  let dropped = 0;
-  for (const fact of facts) {
-    instances.add(fact.instanceId);
-    dropped += fact.dropped;
-  }
-  return {
-    _id: rollupId(application, start),
-    application,
-    start,
-    size: MINUTE,
-    hour: windowStart(start, HOUR),
-    facts: facts.length,
-    instances: instances.size,
-    dropped,
-    entries: mergeEntries(facts.map((f) => f.entries)),
-    computedAt: now,
-  };
-}
-
-/** The hour window `start` of `application`, recomputed from its minute windows. */
-export function buildHourRollup(application: string, start: number, minutes: readonly RollupDoc[], now = Date.now()): RollupDoc {
-  let facts = 0;
-  let dropped = 0;
-  let instances = 0;
-  for (const minute of minutes) {
-    facts += minute.facts;
-    dropped += minute.dropped;
-    // Distinct instances over the hour are not derivable from minutes; the busiest minute's count is.
-    instances = Math.max(instances, minute.instances);
-  }
-  return {
-    _id: rollupId(application, start),
-    application,
-    start,
-    size: HOUR,
-    hour: start,
-    facts,
-    instances,
-    dropped,
-    entries: mergeEntries(minutes.map((m) => m.entries)),
-    computedAt: now,
-  };
 }

@@ -1,9 +1,10 @@
 import { type Consumer, type EachBatchPayload, Kafka, type KafkaMessage, logLevel } from 'kafkajs';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { LiveSeconds } from './live-seconds.js';
-import { type FactDoc, HOUR, MINUTE } from './rollup.js';
+import { type FactDoc, HOUR, MINUTE, type RollupDoc } from './rollup.js';
 import { parseStatsMessage, toFact, toRecords } from './stats-message.js';
-import type { CallRecordDoc, DirtyMark, StatsStore, WriteStatus } from './stats-store.js';
+import type { CallRecordDoc, StatsStore } from './stats-store.js';
+import { type HourWindow, type MinuteWindow, WindowBook } from './window-book.js';
 
 export const DEFAULT_STATS_TOPIC = 'steward.stats.v1';
 export const STATS_GROUP_ID = 'steward-stats-aggregator';
@@ -57,27 +58,35 @@ export interface StatsAggregatorOptions {
   partitions?: number;
   /** Messages written per bulk operation (a Kafka batch is cut in chunks of this size). */
   chunkSize?: number;
-  /** How often dirty windows are recomputed. */
-  rollupIntervalMs?: number;
-  /** A window still open (it may get more facts soon) is recomputed at most this often. */
-  openWindowMs?: number;
+  /** How often changed windows are written (and offsets committed), per partition. */
+  flushIntervalMs?: number;
+  /** A written window nothing touched for this long, and that ended before it, leaves memory. */
+  idleMs?: number;
   cleanupIntervalMs?: number;
 }
 
 export type Outcome = 'counted' | 'duplicate' | 'malformed' | 'late' | 'rejected';
 
 const BACKOFF_MS = [200, 500, 1_000, 2_000, 5_000, 10_000];
-/** A mark no aggregator owning its partition took care of for this long is anyone's. */
-const ORPHAN_MS = 30_000;
-/** A window is closed (no more recomputation throttling) this long after its end. */
-const CLOSE_GRACE_MS = 2_000;
+
+/** Where a partition stands: the last offset merged into memory, the last one committed. */
+interface PartitionState {
+  merged?: string;
+  committed?: string;
+  lastFlush: number;
+  /** Flushes of a partition run one after the other. */
+  chain: Promise<void>;
+  flushing: boolean;
+}
 
 /**
  * The stats aggregator: a member of the consumer group on the stats topic. Each Kafka batch is
- * cut in chunks; a chunk's facts and records are inserted with their idempotency keys, the minute
- * windows they touch are marked dirty, and only then is the chunk's last offset resolved and
- * committed. A timer recomputes dirty windows from their facts. Kafka or MongoDB being away makes
- * it wait and retry, never throw out of its own loop.
+ * cut in chunks; a chunk's facts and records are inserted with their idempotency keys and its
+ * frames merged into the minute and hour windows held in memory (`WindowBook`), each frame once.
+ * Every second (per partition) the changed windows are written whole, and only then is the
+ * offset of the last merged message committed: a crash loses nothing that Kafka will not deliver
+ * again, and what it delivers again is recognised by the windows' frame lists. Kafka or MongoDB
+ * being away makes it wait and retry, never throw out of its own loop.
  */
 export class StatsAggregator {
   readonly groupId: string;
@@ -91,10 +100,12 @@ export class StatsAggregator {
   private consumer?: Consumer;
   private endSession?: () => void;
   private owned = new Set<number>();
-  private rollupTimer?: NodeJS.Timeout;
+  /** Set from the moment kafkajs learns of a rebalance until the group is joined again: no writes. */
+  private rebalancing = false;
+  private readonly partitions = new Map<number, PartitionState>();
+  readonly book = new WindowBook();
+  private flushTimer?: NodeJS.Timeout;
   private cleanupTimer?: NodeJS.Timeout;
-  private rolling?: Promise<void>;
-  private readonly lastComputed = new Map<string, number>();
   private indexesReady = false;
   private readonly warned = new Map<string, number>();
   /** Totals since start, for logs and tests. */
@@ -113,7 +124,7 @@ export class StatsAggregator {
     for (const outcome of Object.keys(this.totals)) this.messages.inc({ outcome }, 0);
     this.rollups = new Counter({
       name: 'steward_stats_rollups_total',
-      help: 'Windows the stats aggregator recomputed from their facts, by resolution.',
+      help: 'Windows the stats aggregator wrote, by resolution.',
       labelNames: ['resolution'] as const,
       registers,
     });
@@ -137,24 +148,22 @@ export class StatsAggregator {
   start(): void {
     if (this.supervisor) return;
     this.supervisor = this.supervise();
-    this.rollupTimer = setInterval(() => void this.rollupTick(), this.options.rollupIntervalMs ?? 1_000);
+    this.flushTimer = setInterval(() => this.flushTick(), Math.min(this.flushInterval(), 1_000));
     this.cleanupTimer = setInterval(() => void this.cleanup(), this.options.cleanupIntervalMs ?? 60_000);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.stopping.abort();
-    clearInterval(this.rollupTimer);
+    clearInterval(this.flushTimer);
     clearInterval(this.cleanupTimer);
     this.endSession?.();
     await this.supervisor;
-    await this.rolling;
   }
 
-  /** Recomputes what is dirty now (the timer does this; tests and shutdown may call it). */
-  rollupNow(): Promise<void> {
-    this.rolling ??= this.rollupDue().finally(() => (this.rolling = undefined));
-    return this.rolling;
+  /** Writes every owned partition's changed windows and commits (the timer does this each second). */
+  async flushNow(): Promise<void> {
+    await Promise.all([...this.owned].map((partition) => this.flush(partition)));
   }
 
   // ---- consuming -------------------------------------------------------------------------------
@@ -184,16 +193,20 @@ export class StatsAggregator {
             if (!payload.restart) resolve();
           });
         });
+        consumer.on(consumer.events.REBALANCING, () => {
+          this.rebalancing = true;
+        });
         consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
-          this.owned = new Set(payload.memberAssignment[topic] ?? []);
+          this.assign(new Set(payload.memberAssignment[topic] ?? []));
+          this.rebalancing = false;
           logger.info({ topic, partitions: [...this.owned] }, 'stats aggregator joined its consumer group');
         });
         await consumer.connect();
         await consumer.subscribe({ topics: [topic], fromBeginning: true });
         await consumer.run({
+          // Resolved offsets move the fetch on; commits wait until the windows are written.
           eachBatchAutoResolve: false,
-          autoCommit: true,
-          autoCommitThreshold: 1,
+          autoCommit: false,
           partitionsConsumedConcurrently: 3,
           eachBatch: (payload) => this.eachBatch(payload),
         });
@@ -203,9 +216,12 @@ export class StatsAggregator {
         if (!this.stopped) this.warn('kafka', { err: error, topic }, 'stats aggregator cannot consume; retrying');
         failures += 1;
       }
-      this.owned = new Set();
+      // What is merged is written and committed while still a member, so the next owner starts there.
+      if (consumer && this.stopped)
+        await this.flushNow().catch((error: unknown) => this.warn('flush', { err: error }, 'final stats flush failed'));
+      this.assign(new Set());
       this.consumer = undefined;
-      // Leaves the group: the partitions go to the other members at once; resolved offsets are committed.
+      // Leaves the group: the partitions go to the other members at once.
       await consumer?.disconnect().catch(() => undefined);
       if (!this.stopped && failures > 0) await this.sleep(BACKOFF_MS[Math.min(failures - 1, BACKOFF_MS.length - 1)]!);
     }
@@ -233,8 +249,10 @@ export class StatsAggregator {
           await heartbeat();
         }
       }
-      payload.resolveOffset(chunk[chunk.length - 1]!.offset);
-      await payload.commitOffsetsIfNecessary();
+      const last = chunk[chunk.length - 1]!.offset;
+      this.partitionState(batch.partition).merged = last;
+      payload.resolveOffset(last);
+      if (Date.now() - this.partitionState(batch.partition).lastFlush >= this.flushInterval()) await this.flush(batch.partition);
       await heartbeat();
     }
   }
@@ -275,23 +293,22 @@ export class StatsAggregator {
       records.flatMap((r) => r.docs),
       rejected,
     );
-    // Windows of every accepted fact, new or already stored: a crash may have come between a first
-    // delivery's insert and its mark, so a redelivery marks again.
-    const windows = new Map<string, { application: string; start: number }>();
-    facts.forEach(({ doc }, i) => {
-      if (factStatus[i] !== 'rejected')
-        windows.set(`${doc.application}:${doc.minute}`, { application: doc.application, start: doc.minute });
-    });
-    await store.markDirty('m', windows.values(), partition);
+    const accepted = facts.filter((_, i) => factStatus[i] !== 'rejected');
+    for (const [i, { index }] of facts.entries()) if (factStatus[i] === 'rejected') outcomes[index] = 'rejected';
+    await this.load(
+      accepted.map((f) => f.doc),
+      partition,
+      now,
+    );
 
-    // Everything is stored: count, and tell the live view about new facts.
-    facts.forEach(({ index, doc }, i) => {
-      outcomes[index] = statusOutcome(factStatus[i]!);
-      if (factStatus[i] === 'inserted') {
+    // Everything is stored or held: merge (each frame once), count, tell the live view.
+    for (const { index, doc } of accepted) {
+      outcomes[index] = this.book.merge(doc, runOf(doc), now);
+      if (outcomes[index] === 'counted') {
         if (doc.dropped > 0) this.agentDropped.inc({ kind: 'stats' }, doc.dropped);
         this.options.live?.add(doc, now);
       }
-    });
+    }
     let at = 0;
     for (const { index, docs, dropped } of records) {
       const statuses = recordStatus.slice(at, at + docs.length);
@@ -312,51 +329,110 @@ export class StatsAggregator {
     return outcomes;
   }
 
-  // ---- rollups and retention -------------------------------------------------------------------
+  // ---- windows -----------------------------------------------------------------------------------
 
-  private rollupTick(): void {
-    if (this.rolling) return;
-    void this.rollupNow();
-  }
-
-  private async rollupDue(): Promise<void> {
-    try {
-      const nowMs = Date.now();
-      await this.recomputeDue('m', nowMs);
-      // The hours those minutes marked, if due, without waiting for the next tick.
-      await this.recomputeDue('h', nowMs);
-      for (const [id, at] of this.lastComputed) if (nowMs - at > 2 * HOUR * 1_000) this.lastComputed.delete(id);
-    } catch (error) {
-      this.warn('rollup', { err: error }, 'recomputing stats windows failed; retrying');
+  /** Reads the windows these facts need and memory lacks: their minutes, then their hours. */
+  private async load(facts: readonly FactDoc[], partition: number, nowMs: number): Promise<void> {
+    const { store } = this.options;
+    const minuteIds = this.book.missingMinutes(facts);
+    if (minuteIds.length > 0) {
+      const stored = await store.loadMinutes(minuteIds);
+      for (const fact of facts) {
+        const id = `${fact.application}:${fact.minute}`;
+        this.book.installMinute(id, stored.get(id) ?? null, fact, partition, nowMs);
+      }
+    }
+    const hours = this.book.missingHours(facts, Math.floor(nowMs / 1_000));
+    if (hours.length > 0) {
+      // Minutes held in memory count as they are now; only the others are read.
+      const stored = await store.loadMinutes(hours.flatMap((h) => h.minuteIds.filter((id) => !this.book.minutes.has(id))));
+      for (const hour of hours) this.book.installHour(hour.application, hour.start, stored, partition, nowMs);
     }
   }
 
-  /** Due marks of a kind, one recomputation (one read) per application. */
-  private async recomputeDue(kind: 'm' | 'h', nowMs: number): Promise<void> {
-    const { store, logger } = this.options;
-    const byApplication = new Map<string, DirtyMark[]>();
-    for (const mark of await store.pendingMarks()) {
-      if (mark.kind !== kind || !this.due(mark, nowMs)) continue;
-      const list = byApplication.get(mark.application) ?? [];
-      list.push(mark);
-      byApplication.set(mark.application, list);
-    }
-    for (const marks of byApplication.values()) {
-      if (this.stopped) return;
-      await store.recompute(marks, (mark, error) =>
-        logger.error({ err: error, window: mark._id }, 'a stats window cannot be written; its mark is dropped'),
-      );
-      for (const mark of marks) this.lastComputed.set(mark._id, nowMs);
-      this.rollups.inc({ resolution: kind === 'm' ? '1m' : '1h' }, marks.length);
-    }
+  /** Runs a partition's flush after any flush of it still in progress. */
+  private flush(partition: number): Promise<void> {
+    const state = this.partitionState(partition);
+    state.chain = state.chain.then(async () => {
+      state.flushing = true;
+      try {
+        await this.flushOnce(partition, state);
+      } catch (error) {
+        this.warn('flush', { err: error, partition }, 'writing stats windows failed; retrying');
+      } finally {
+        state.flushing = false;
+        state.lastFlush = Date.now();
+      }
+    });
+    return state.chain;
   }
 
-  /** Owned (or orphaned), and closed or not recomputed lately. */
-  private due(mark: DirtyMark, nowMs: number): boolean {
-    if (!this.owned.has(mark.partition) && nowMs - mark.markedAt < ORPHAN_MS) return false;
-    const end = (mark.start + (mark.kind === 'm' ? MINUTE : HOUR)) * 1_000;
-    if (end + CLOSE_GRACE_MS <= nowMs) return true;
-    return nowMs - (this.lastComputed.get(mark._id) ?? 0) >= (this.options.openWindowMs ?? 5_000);
+  /**
+   * Writes the partition's changed windows as they are now, then commits the offset merged up to
+   * now. Windows changed during the writes stay dirty for the next flush; the commit covers only
+   * what the written documents hold.
+   */
+  private async flushOnce(partition: number, state: PartitionState): Promise<void> {
+    const offset = state.merged;
+    const { minutes, hours } = this.book.dirty(partition);
+    const now = Date.now();
+    const stillMine = () => !this.rebalancing && this.owned.has(partition);
+    const complete = (await this.writeAll(MINUTE, minutes, now, stillMine)) && (await this.writeAll(HOUR, hours, now, stillMine));
+    if (!complete || offset === undefined || offset === state.committed || !this.consumer) return;
+    await this.consumer.commitOffsets([{ topic: this.options.topic, partition, offset: (BigInt(offset) + 1n).toString() }]);
+    state.committed = offset;
+  }
+
+  /** Writes windows; true when every one of them was written. */
+  private async writeAll(
+    resolution: typeof MINUTE | typeof HOUR,
+    windows: readonly (MinuteWindow | HourWindow)[],
+    now: number,
+    stillMine: () => boolean,
+  ): Promise<boolean> {
+    if (windows.length === 0) return true;
+    const versions = windows.map((w) => w.version);
+    const docs: RollupDoc[] = windows.map((w) => w.toDoc(now));
+    const written = await this.options.store.writeWindows(resolution, docs, stillMine, (id, error) =>
+      this.options.logger.error({ err: error, window: id }, 'a stats window cannot be written; skipped'),
+    );
+    windows.forEach((w, i) => {
+      if (written.has(w.id)) w.written = versions[i]!;
+    });
+    this.rollups.inc({ resolution: resolution === MINUTE ? '1m' : '1h' }, written.size);
+    return written.size === windows.length;
+  }
+
+  private flushTick(): void {
+    const now = Date.now();
+    for (const partition of this.owned) {
+      const state = this.partitionState(partition);
+      const pending = state.merged !== state.committed || this.book.hasDirty(partition);
+      if (pending && !state.flushing && now - state.lastFlush >= this.flushInterval()) void this.flush(partition);
+    }
+    this.book.evict(now, this.options.idleMs ?? 5 * 60_000);
+  }
+
+  /** A new assignment: windows of partitions that went elsewhere are forgotten (their owner loads them). */
+  private assign(owned: Set<number>): void {
+    this.owned = owned;
+    this.book.drop((partition) => !owned.has(partition));
+    for (const partition of this.partitions.keys()) if (!owned.has(partition)) this.partitions.delete(partition);
+    // Kafka delivers again from the committed offset: what was merged past it is recognised.
+    for (const state of this.partitions.values()) state.merged = state.committed;
+  }
+
+  private partitionState(partition: number): PartitionState {
+    let state = this.partitions.get(partition);
+    if (!state) {
+      state = { lastFlush: 0, chain: Promise.resolve(), flushing: false };
+      this.partitions.set(partition, state);
+    }
+    return state;
+  }
+
+  private flushInterval(): number {
+    return this.options.flushIntervalMs ?? 1_000;
   }
 
   private async cleanup(): Promise<void> {
@@ -396,6 +472,7 @@ export class StatsAggregator {
   }
 }
 
-function statusOutcome(status: WriteStatus): Outcome {
-  return status === 'inserted' ? 'counted' : status === 'duplicate' ? 'duplicate' : 'rejected';
+/** The agent run a fact came from (its id is `<run>:s:<seq>`). */
+function runOf(fact: FactDoc): string {
+  return fact._id.slice(0, fact._id.lastIndexOf(':s:'));
 }

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import {
   type Collection,
   type Db,
@@ -9,38 +8,23 @@ import {
 } from 'mongodb';
 import type { z } from 'zod';
 import type { CallRecordSchema } from '../agent-protocol/messages.js';
-import {
-  buildHourRollup,
-  buildMinuteRollup,
-  type FactDoc,
-  HOUR,
-  MINUTE,
-  type Resolution,
-  type RollupDoc,
-  rollupId,
-  SECOND,
-  type StatsEntry,
-  windowStart,
-} from './rollup.js';
+import { type FactDoc, HOUR, MINUTE, type Resolution, type RollupDoc, rollupId, SECOND, type StatsEntry } from './rollup.js';
 import type { Window } from './stats-views.js';
+import type { MinuteDoc } from './window-book.js';
 
 /**
  * Statistics in MongoDB, with the driver directly (bulk inserts, no mongoose documents):
  *
- * - `stats_facts`: one document per `stats` frame, `_id = <instanceId>:s:<seq>`: the 1 s resolution
- *   and the source every rollup is recomputed from. Inserted, never updated: a redelivered frame
- *   hits the unique `_id` and is not stored twice.
+ * - `stats_facts`: one document per `stats` frame, `_id = <run>:s:<seq>`: the 1 s resolution.
+ *   Inserted, never updated: a redelivered frame hits the unique `_id` and is not stored twice.
  * - `stats_minutes`, `stats_hours`: one document per application and window, `_id =
- *   <application>:<window start>`, replaced whole by a recomputation from the window's facts
- *   (minutes) or minutes (hours). A replace only lands when it holds at least as many facts as the
- *   stored one, so a slow, stale recomputation cannot overwrite a newer one.
- * - `stats_dirty`: windows that gained facts and await recomputation; each mark carries a fresh
- *   token, and a recomputation removes the mark only if the token is unchanged (no fact arrived
- *   meanwhile).
- * - `stats_records`: call records, `_id = <instanceId>:r:<seq>:<index>`.
+ *   <application>:<window start>`, written whole (replace by `_id`) from the aggregator's windows
+ *   in memory (`window-book.ts`); a minute also lists the frames it holds, which is what makes
+ *   counting idempotent.
+ * - `stats_records`: call records, `_id = <run>:r:<seq>:<index>`.
  *
- * No transactions (FerretDB has none): every step is idempotent and ordered so that a crash
- * between two steps is repaired by doing them again.
+ * No transactions (FerretDB has none): every write is idempotent, and the aggregator commits a
+ * Kafka offset only after everything before it is written.
  */
 
 export type CallRecord = z.output<typeof CallRecordSchema>;
@@ -65,25 +49,12 @@ export function fromStored(entries: readonly StoredEntry[]): StatsEntry[] {
   });
 }
 
-const fromFactRow = (row: FactRow): FactDoc => ({ ...row, entries: fromStored(row.entries) });
 const fromRollupRow = (row: RollupRow): RollupDoc => ({ ...row, entries: fromStored(row.entries) });
 
 export interface CallRecordDoc extends CallRecord {
   _id: string;
   application: string;
   instanceId: string;
-}
-
-export interface DirtyMark {
-  /** `m:<application>:<start>` or `h:<application>:<start>`. */
-  _id: string;
-  kind: 'm' | 'h';
-  application: string;
-  start: number;
-  /** The Kafka partition the facts came from: the aggregator owning it recomputes the window. */
-  partition: number;
-  token: string;
-  markedAt: number;
 }
 
 /** How long each resolution is kept, in seconds. */
@@ -102,17 +73,24 @@ export const DEFAULT_RETENTION: Retention = {
 };
 
 /**
- * Facts older than this (before retention removes them, with a margin) are refused as late: their
- * window may already be losing facts to retention, so recomputing it would under-count.
+ * Facts older than this (before retention removes them, with a margin) are refused as late: the
+ * 1 s resolution would lose them at once, and windows that old are no longer looked at live.
  */
 export const LATE_MARGIN = 10 * MINUTE;
 
 /**
- * Update statements per bulk write: FerretDB 1.24 does not come back from an `update` command of
- * 100 statements (measured on the local stack: 50 replaces by `_id` take 0.35 s, 100 spin a core
- * for minutes and block that database).
+ * Windows written at once. One replace per `update` command: FerretDB 1.24 does not come back from
+ * an `update` command of 100 statements (measured on the local stack: 50 replaces by `_id` take
+ * 0.35 s, 100 spin a core for minutes and block that database), and a few commands in flight keep
+ * it busy without queueing much behind a stopped writer.
  */
-const MAX_BULK = 50;
+const WRITE_CONCURRENCY = 4;
+
+/** Windows read at once by `_id` (FerretDB answers one `_id` in 2–5 ms, any other filter by a scan). */
+const READ_CONCURRENCY = 16;
+
+/** A range of one application's windows up to this many is read by `_id`, a longer one by a scan. */
+const MAX_ID_READS = 400;
 
 /** What became of one document of an idempotent insert. */
 export type WriteStatus = 'inserted' | 'duplicate' | 'rejected';
@@ -123,16 +101,11 @@ export type Rejected = (id: string, reason: string) => void;
 /** Server errors about the document itself, which no retry cures. */
 const PERMANENT_CODES = new Set([2, 10334, 17419, 17280, 52]);
 
-function isDuplicateKey(error: unknown): boolean {
-  return error instanceof MongoServerError && error.code === 11000;
-}
-
 export class StatsStore {
   readonly facts: Collection<FactRow>;
   readonly minutes: Collection<RollupRow>;
   readonly hours: Collection<RollupRow>;
   readonly records: Collection<CallRecordDoc>;
-  readonly dirty: Collection<DirtyMark>;
 
   constructor(
     readonly db: Db,
@@ -142,7 +115,6 @@ export class StatsStore {
     this.minutes = db.collection<RollupRow>('stats_minutes');
     this.hours = db.collection<RollupRow>('stats_hours');
     this.records = db.collection<CallRecordDoc>('stats_records');
-    this.dirty = db.collection<DirtyMark>('stats_dirty');
   }
 
   /** The oldest second a fact may cover to be accepted now. */
@@ -184,90 +156,42 @@ export class StatsStore {
     return insertIdempotent(this.records, records, onRejected);
   }
 
-  /** Marks windows for recomputation (a new token each time); upserts by `_id` only. */
-  async markDirty(kind: 'm' | 'h', windows: Iterable<{ application: string; start: number }>, partition: number): Promise<void> {
-    const now = Date.now();
-    const ops = [...windows].map(({ application, start }) => ({
-      updateOne: {
-        filter: { _id: `${kind}:${application}:${start}` },
-        update: { $set: { kind, application, start, partition, token: randomUUID(), markedAt: now } },
-        upsert: true,
-      },
-    }));
-    for (let i = 0; i < ops.length; i += MAX_BULK) await this.dirty.bulkWrite(ops.slice(i, i + MAX_BULK), { ordered: false });
-  }
-
-  async pendingMarks(limit = 1_000): Promise<DirtyMark[]> {
-    return this.dirty.find({}).limit(limit).toArray();
+  /** Stored minute windows by id (absent ids are missing from the map). */
+  async loadMinutes(ids: readonly string[]): Promise<Map<string, MinuteDoc>> {
+    const out = new Map<string, MinuteDoc>();
+    await eachConcurrently(ids, READ_CONCURRENCY, async (id) => {
+      const row = await this.minutes.findOne<RollupRow & { frames?: string[] }>({ _id: id });
+      if (row) out.set(id, { ...fromRollupRow(row), frames: row.frames ?? [] });
+    });
+    return out;
   }
 
   /**
-   * Recomputes marked windows of one application and one kind from their sources (one read for
-   * all of them), writes them, marks the hours of minutes, and removes each mark if nothing marked
-   * it again meanwhile. Safe to run twice, concurrently, or after a crash at any step. A window the
-   * database refuses for good is reported to `onUnwritable` and its mark dropped.
+   * Writes windows whole, by `_id`. `stillMine()` is asked before each write: once it says no (the
+   * partition is moving to another aggregator), nothing more is written. A window the database
+   * refuses for good is reported to `onUnwritable` and counts as written (it would block its
+   * partition otherwise). Resolves with the ids written.
    */
-  async recompute(
-    marks: readonly DirtyMark[],
-    onUnwritable: (mark: DirtyMark, error: unknown) => void = () => undefined,
-    now = Date.now(),
-  ): Promise<RollupDoc[]> {
-    const first = marks[0];
-    if (!first) return [];
-    if (marks.some((m) => m.application !== first.application || m.kind !== first.kind)) {
-      throw new Error('recompute takes marks of one application and kind');
-    }
-    const { application, kind } = first;
-    const starts = [...new Set(marks.map((m) => m.start))];
-    const docs = new Map<number, RollupDoc>();
-    if (kind === 'm') {
-      const facts = (await this.facts.find({ application, minute: { $in: starts } }).toArray()).map(fromFactRow);
-      for (const start of starts) {
-        const mine = facts.filter((f) => f.minute === start);
-        if (mine.length > 0) docs.set(start, buildMinuteRollup(application, start, mine, now));
-      }
-    } else {
-      const minutes = (await this.minutes.find({ application, hour: { $in: starts } }).toArray()).map(fromRollupRow);
-      for (const start of starts) {
-        const mine = minutes.filter((m) => m.hour === start);
-        if (mine.length > 0) docs.set(start, buildHourRollup(application, start, mine, now));
-      }
-    }
-    for (const mark of marks) {
-      const doc = docs.get(mark.start);
-      if (!doc) continue;
+  async writeWindows(
+    resolution: typeof MINUTE | typeof HOUR,
+    docs: readonly RollupDoc[],
+    stillMine: () => boolean,
+    onUnwritable: (id: string, error: unknown) => void,
+  ): Promise<Set<string>> {
+    const collection = resolution === MINUTE ? this.minutes : this.hours;
+    const written = new Set<string>();
+    await eachConcurrently(docs, WRITE_CONCURRENCY, async (doc) => {
+      if (!stillMine()) return;
+      const { _id, ...rest } = doc;
       try {
-        await this.replaceGuarded(kind === 'm' ? this.minutes : this.hours, doc);
+        await collection.replaceOne({ _id }, { ...rest, entries: toStored(rest.entries) }, { upsert: true });
       } catch (error) {
         if (!isUnwritable(error)) throw error;
-        onUnwritable(mark, error);
-        docs.delete(mark.start);
+        onUnwritable(_id, error);
       }
-    }
-    if (kind === 'm') {
-      const hours = new Set(starts.map((s) => windowStart(s, HOUR)));
-      await this.markDirty(
-        'h',
-        [...hours].map((start) => ({ application, start })),
-        first.partition,
-      );
-    }
-    for (const mark of marks) await this.dirty.deleteOne({ _id: mark._id, token: mark.token });
-    return [...docs.values()];
-  }
-
-  /** Replaces unless the stored window already holds more facts; false when it did. */
-  private async replaceGuarded(collection: Collection<RollupRow>, doc: RollupDoc): Promise<boolean> {
-    const { _id, ...rest } = doc;
-    const body = { ...rest, entries: toStored(rest.entries) };
-    try {
-      await collection.replaceOne({ _id, facts: { $lte: doc.facts } }, body, { upsert: true });
-      return true;
-    } catch (error) {
-      // The filter did not match an existing document, so the upsert tried to insert its _id.
-      if (isDuplicateKey(error)) return false;
-      throw error;
-    }
+      written.add(_id);
+    });
+    return written;
   }
 
   /** Deletes what is past retention; returns how many documents of each kind went. */
@@ -305,9 +229,22 @@ export class StatsStore {
       }));
     }
     const collection = resolution === MINUTE ? this.minutes : this.hours;
-    const rows = await collection
-      .find({ ...app, start: { $gte: from, $lt: to } }, { projection: { application: 1, start: 1, dropped: 1, entries: 1 } })
-      .toArray();
+    const projection = { application: 1, start: 1, dropped: 1, entries: 1 };
+    const first = Math.ceil(from / resolution) * resolution;
+    let rows: Pick<RollupRow, 'application' | 'start' | 'dropped' | 'entries'>[];
+    if (application !== undefined && (to - first) / resolution <= MAX_ID_READS) {
+      // One application's windows have known ids: reading them one by one beats a scan on FerretDB.
+      const starts: number[] = [];
+      for (let start = first; start < to; start += resolution) starts.push(start);
+      const found: (typeof rows)[number][] = [];
+      await eachConcurrently(starts, READ_CONCURRENCY, async (start) => {
+        const row = await collection.findOne({ _id: rollupId(application, start) }, { projection });
+        if (row) found.push(row);
+      });
+      rows = found.sort((a, b) => a.start - b.start);
+    } else {
+      rows = await collection.find({ ...app, start: { $gte: from, $lt: to } }, { projection }).toArray();
+    }
     return rows.map((r) => ({ application: r.application, start: r.start, dropped: r.dropped, entries: fromStored(r.entries) }));
   }
 
@@ -403,4 +340,13 @@ export function isUnwritable(error: unknown): boolean {
 
 function isClientSideRefusal(error: unknown): boolean {
   return error instanceof RangeError || (error instanceof Error && error.name === 'BSONError');
+}
+
+/** Runs `work` on every item, at most `limit` at a time; rejects with the first failure. */
+async function eachConcurrently<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]!);
+  });
+  await Promise.all(lanes);
 }

@@ -12,6 +12,7 @@ import {
   type StatsStore,
   type WriteStatus,
 } from '../../src/stats/stats-store.js';
+import type { MinuteDoc } from '../../src/stats/window-book.js';
 
 const NOW = 1_800_000_000_000;
 const SECOND = NOW / 1_000 - 600;
@@ -21,7 +22,8 @@ class MemoryStore {
   readonly retention = DEFAULT_RETENTION;
   readonly facts = new Map<string, FactDoc>();
   readonly records = new Map<string, CallRecordDoc>();
-  readonly marks: string[] = [];
+  readonly minutes = new Map<string, MinuteDoc>();
+  readonly reads: string[] = [];
   failNext = false;
 
   lateBefore(nowMs: number) {
@@ -48,9 +50,12 @@ class MemoryStore {
   insertRecords(docs: CallRecordDoc[]) {
     return this.insert(this.records, docs);
   }
-  markDirty(kind: string, windows: Iterable<{ application: string; start: number }>) {
-    for (const w of windows) this.marks.push(`${kind}:${w.application}:${w.start}`);
-    return Promise.resolve();
+  loadMinutes(ids: readonly string[]) {
+    this.reads.push(...ids);
+    return Promise.resolve(new Map(ids.filter((id) => this.minutes.has(id)).map((id) => [id, this.minutes.get(id)!])));
+  }
+  writeMinutes(docs: MinuteDoc[]) {
+    for (const doc of docs) this.minutes.set(doc._id, doc);
   }
 }
 
@@ -161,7 +166,7 @@ describe('parseStatsMessage', () => {
 });
 
 describe('StatsAggregator.process', () => {
-  it('counts each (instance, seq) once, however often it is delivered, and marks its window every time', async () => {
+  it('counts each (run, seq) once, however often it is delivered', async () => {
     const { store, aggregator, live, seen } = setup();
     const batch = [message(stats('a', 1)), message(stats('a', 2)), message(stats('b', 1)), message(records('a', 1, 3))];
     expect(await aggregator.process(batch, 0, NOW)).toEqual(['counted', 'counted', 'counted', 'counted']);
@@ -169,7 +174,12 @@ describe('StatsAggregator.process', () => {
     expect(store.facts.size).toBe(3);
     expect(store.records.size).toBe(3);
     const minute = SECOND - (SECOND % 60);
-    expect(store.marks).toEqual([`m:orders:${minute}`, `m:orders:${minute}`]);
+    expect(aggregator.book.minutes.get(`orders:${minute}`)!.toDoc(NOW)).toMatchObject({
+      facts: 3,
+      instances: 2,
+      frames: ['run-a-0001:1-2', 'run-b-0001:1-1'],
+    });
+    expect(aggregator.book.hours.get(`orders:${SECOND - (SECOND % 3_600)}`)!.toDoc(NOW)).toMatchObject({ facts: 3 });
     live.tick(NOW + 1);
     // The live view saw the three new facts once: 9 calls in one second.
     expect(seen).toHaveLength(1);
@@ -206,9 +216,29 @@ describe('StatsAggregator.process', () => {
     store.failNext = true;
     await expect(aggregator.process(batch, 0, NOW)).rejects.toThrow('connection reset');
     expect(store.facts.size).toBe(2);
-    expect(await aggregator.process(batch, 0, NOW)).toEqual(['duplicate', 'duplicate', 'counted', 'counted']);
+    // The failed attempt merged nothing; the facts it stored are simply there already.
+    expect(await aggregator.process(batch, 0, NOW)).toEqual(['counted', 'counted', 'counted', 'counted']);
     expect(store.facts.size).toBe(4);
-    // Nothing was counted by the failed attempt.
-    expect(aggregator.totals).toMatchObject({ counted: 2, duplicate: 2 });
+    expect(aggregator.totals).toMatchObject({ counted: 4, duplicate: 0 });
+  });
+
+  it('an aggregator that takes over recognises the frames of the windows written before', async () => {
+    const first = setup();
+    const batch = [1, 2, 3].map((seq) => message(stats('a', seq)));
+    await first.aggregator.process(batch, 0, NOW);
+    first.store.writeMinutes([...first.aggregator.book.minutes.values()].map((w) => w.toDoc(NOW)));
+
+    const second = setup();
+    Object.assign(second.store, { minutes: first.store.minutes, facts: first.store.facts });
+    const redelivered = [...batch, message(stats('a', 4))];
+    expect(await second.aggregator.process(redelivered, 0, NOW)).toEqual(['duplicate', 'duplicate', 'duplicate', 'counted']);
+    const minute = SECOND - (SECOND % 60);
+    // The minute was read by _id, then the other minutes of its hour up to now, by _id too.
+    const hour = SECOND - (SECOND % 3_600);
+    const others: string[] = [];
+    for (let m = hour; m <= Math.min(hour + 3_540, Math.floor(NOW / 60_000) * 60); m += 60)
+      if (m !== minute) others.push(`orders:${m}`);
+    expect(second.store.reads).toEqual([`orders:${minute}`, ...others]);
+    expect(second.aggregator.book.hours.get(`orders:${SECOND - (SECOND % 3_600)}`)!.toDoc(NOW).facts).toBe(4);
   });
 });

@@ -2,8 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { LATENCY_BUCKETS, latencyBucket, percentileMs } from '../../src/agent-protocol/latency-histogram.js';
 import {
   Accumulator,
-  buildHourRollup,
-  buildMinuteRollup,
   type FactDoc,
   mergeEntries,
   parseStep,
@@ -13,6 +11,7 @@ import {
   summarize,
   windowStart,
 } from '../../src/stats/rollup.js';
+import { type MinuteDoc, SeqRanges, WindowBook } from '../../src/stats/window-book.js';
 
 function entry(over: Partial<StatsEntry> & { latencies?: number[] } = {}): StatsEntry {
   const { latencies = [], ...rest } = over;
@@ -128,23 +127,131 @@ describe('windows', () => {
     expect(parseStep('0s')).toBeUndefined();
     expect(parseStep('5 m')).toBeUndefined();
   });
+});
 
-  it('a minute rollup is a function of its facts; an hour rollup of its minutes', () => {
-    const f = [
-      fact('i1', 1, 120, [entry({ latencies: [1, 2] })], 1),
-      fact('i2', 1, 121, [entry({ latencies: [3] }), entry({ direction: 'outbound', peer: 'stock', latencies: [9] })]),
-      fact('i1', 2, 179, [entry({ latencies: [4] })]),
-    ];
-    const m1 = buildMinuteRollup('orders', 120, f, 1);
-    const m2 = buildMinuteRollup('orders', 120, [...f].reverse(), 1);
-    expect(m1).toEqual(m2);
+describe('SeqRanges', () => {
+  it('holds each sequence number once, in any order, as few ranges as possible', () => {
+    const ranges = new SeqRanges();
+    expect([5, 3, 4, 1, 9, 2].map((seq) => ranges.add(seq))).toEqual([true, true, true, true, true, true]);
+    expect(ranges.add(4)).toBe(false);
+    expect(ranges.ranges()).toEqual([
+      [1, 5],
+      [9, 9],
+    ]);
+    expect([0, 1, 5, 6, 8, 9, 10].map((seq) => ranges.has(seq))).toEqual([false, true, true, false, false, true, false]);
+    expect(
+      SeqRanges.of([
+        [7, 9],
+        [1, 3],
+        [2, 5],
+        [6, 6],
+        [20, 19],
+      ]).ranges(),
+    ).toEqual([[1, 9]]);
+  });
+
+  it('agrees with a Set over random additions', () => {
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return Math.floor((seed / 2 ** 31) * n);
+    };
+    for (let round = 0; round < 50; round++) {
+      const ranges = new SeqRanges();
+      const set = new Set<number>();
+      for (let i = 0; i < 200; i++) {
+        const seq = 1 + rnd(120);
+        expect(ranges.add(seq)).toBe(!set.has(seq));
+        set.add(seq);
+      }
+      for (let seq = 0; seq <= 121; seq++) expect(ranges.has(seq)).toBe(set.has(seq));
+      const flat = ranges.ranges();
+      for (let i = 1; i < flat.length; i++) expect(flat[i]![0]).toBeGreaterThan(flat[i - 1]![1] + 1);
+    }
+  });
+});
+
+describe('WindowBook', () => {
+  const frames = [
+    fact('i1', 1, 120, [entry({ latencies: [1, 2] })], 1),
+    fact('i2', 1, 121, [entry({ latencies: [3] }), entry({ direction: 'outbound', peer: 'stock', latencies: [9] })]),
+    fact('i1', 2, 179, [entry({ latencies: [4] })]),
+    fact('i1', 3, 185, [entry({ latencies: [5] })]),
+  ];
+  const NOW = 4_000_000;
+
+  /** A book with every window the facts need, loaded from `stored` (none by default). */
+  function bookFor(facts: FactDoc[], stored = new Map<string, MinuteDoc>()): WindowBook {
+    const book = new WindowBook();
+    for (const id of book.missingMinutes(facts)) {
+      const f = facts.find((x) => `${x.application}:${x.minute}` === id)!;
+      book.installMinute(id, stored.get(id) ?? null, f, 0, NOW);
+    }
+    for (const h of book.missingHours(facts, 4_000)) book.installHour(h.application, h.start, stored, 0, NOW);
+    return book;
+  }
+  const run = (f: FactDoc) => f._id.split(':s:')[0]!;
+
+  it('a minute is a function of its frames, whatever their order and repetition; an hour is the sum of its minutes', () => {
+    const a = bookFor(frames);
+    const b = bookFor(frames);
+    expect(frames.map((f) => a.merge(f, run(f), NOW))).toEqual(['counted', 'counted', 'counted', 'counted']);
+    for (const f of [...frames].reverse().concat(frames)) b.merge(f, run(f), NOW);
+    expect(frames.map((f) => a.merge(f, run(f), NOW))).toEqual(['duplicate', 'duplicate', 'duplicate', 'duplicate']);
+    const m1 = a.minutes.get('orders:120')!.toDoc(1);
+    expect(m1).toEqual(b.minutes.get('orders:120')!.toDoc(1));
     expect(m1).toMatchObject({ _id: 'orders:120', start: 120, size: 60, hour: 0, facts: 3, instances: 2, dropped: 1 });
+    expect(m1.frames).toEqual(['i1:1-2', 'i2:1-1']);
     expect(m1.entries.find((e) => e.direction === 'inbound')!.calls).toBe(4);
+    const hour = a.hours.get('orders:0')!.toDoc(1);
+    expect(hour).toEqual(b.hours.get('orders:0')!.toDoc(1));
+    expect(hour).toMatchObject({ _id: 'orders:0', size: 3_600, facts: 4, dropped: 1, instances: 2 });
+    expect(hour.entries).toEqual(mergeEntries(frames.map((x) => x.entries)));
+  });
 
-    const m3 = buildMinuteRollup('orders', 180, [fact('i1', 3, 185, [entry({ latencies: [5] })])], 1);
-    const h = buildHourRollup('orders', 0, [m1, m3], 1);
-    expect(h).toMatchObject({ _id: 'orders:0', size: 3_600, facts: 4, dropped: 1 });
-    expect(h.entries.find((e) => e.direction === 'inbound')!.calls).toBe(5);
-    expect(h.entries).toEqual(mergeEntries(f.concat(fact('i1', 3, 185, [entry({ latencies: [5] })])).map((x) => x.entries)));
+  it('recognises frames held by a stored minute, and builds an hour from stored and held minutes', () => {
+    const first = bookFor(frames.slice(0, 2));
+    for (const f of frames.slice(0, 2)) first.merge(f, run(f), NOW);
+    const stored = new Map([['orders:120', first.minutes.get('orders:120')!.toDoc(1)]]);
+
+    // A new aggregator: the stored minute 120 already holds i1:1 and i2:1.
+    const second = bookFor(frames, stored);
+    expect(second.hours.get('orders:0')!.dirty).toBe(false);
+    expect(frames.map((f) => second.merge(f, run(f), NOW))).toEqual(['duplicate', 'duplicate', 'counted', 'counted']);
+    const hour = second.hours.get('orders:0')!.toDoc(1);
+    expect(hour.facts).toBe(4);
+    expect(hour.entries).toEqual(mergeEntries(frames.map((x) => x.entries)));
+    expect(
+      second
+        .dirty(0)
+        .minutes.map((m) => m.id)
+        .sort(),
+    ).toEqual(['orders:120', 'orders:180']);
+    expect(second.dirty(1)).toEqual({ minutes: [], hours: [] });
+  });
+
+  it('keeps a window dirty when it changed after the version a write captured; evicts only written, idle, ended windows', () => {
+    const book = bookFor(frames);
+    book.merge(frames[0]!, run(frames[0]!), NOW);
+    const minute = book.minutes.get('orders:120')!;
+    const captured = minute.version;
+    book.merge(frames[1]!, run(frames[1]!), NOW);
+    minute.written = captured;
+    expect(minute.dirty).toBe(true);
+    expect(book.hasDirty(0)).toBe(true);
+
+    book.evict(NOW + 10 * 60_000, 60_000);
+    expect(book.minutes.has('orders:120')).toBe(true);
+    for (const w of [...book.minutes.values(), ...book.hours.values()]) w.written = w.version;
+    book.evict(NOW + 10 * 60_000, 60_000);
+    expect(book.minutes.size).toBe(0);
+    // The hour ended at 3,600 s: long before now, so it goes too.
+    expect(book.hours.size).toBe(0);
+    expect(book.hasDirty(0)).toBe(false);
+
+    const other = bookFor(frames);
+    other.drop((p) => p === 0);
+    expect(other.minutes.size + other.hours.size).toBe(0);
+    expect(() => other.merge(frames[0]!, 'i1', NOW)).toThrow(/not loaded/);
   });
 });
