@@ -249,6 +249,46 @@ describe('stats aggregator (real Kafka and FerretDB)', () => {
     expect(sum(seconds.points)).toEqual({ ...work.total, dropped: 6 });
   });
 
+  it('stays exact when a second aggregator joins mid-stream and the first leaves (partitions move twice)', async () => {
+    const works = Array.from({ length: 6 }, (_, i) => new Workload(`st-move${i}-${run}`, 2, 120, 31 + i));
+    const all = works.flatMap((w) => w.messages);
+    // Interleaved, so every partition keeps receiving while the group rebalances.
+    const order = all.map((m, i) => ({
+      m,
+      k: (i % works[0]!.messages.length) * works.length + Math.floor(i / works[0]!.messages.length),
+    }));
+    const stream = order.sort((a, b) => a.k - b.k).map((x) => x.m);
+    const before = await metric(app!, 'counted');
+    let produced = 0;
+    // Paced over ~15 s: a rebalance takes a few heartbeats (3 s each) to go round the group.
+    const producing = (async () => {
+      for (let i = 0; i < stream.length; i += 12) {
+        await produce(producer, stream.slice(i, i + 12));
+        produced = i + 12;
+        await new Promise((r) => setTimeout(r, 120));
+      }
+    })();
+    await expect.poll(() => metric(app!, 'counted'), { timeout: 30_000, interval: 20 }).toBeGreaterThan(before);
+    const second = await startApp(overrides);
+    try {
+      // The first leaves once the second has been given partitions and the stream is still going.
+      await expect.poll(() => metric(second, 'counted'), { timeout: 30_000, interval: 50 }).toBeGreaterThan(0);
+      expect(produced).toBeLessThan(stream.length);
+      await app!.close();
+    } catch (error) {
+      await second.close();
+      throw error;
+    }
+    app = second;
+    await producing;
+    for (const work of works) {
+      const minutes = await waitForCalls(app, work.application, '1m', 120, work.total.calls);
+      expect(sum(minutes.points), work.application).toEqual({ ...work.total, dropped: 2 * 2 });
+      const hours = await waitForCalls(app, work.application, '1h', 120, work.total.calls, 30_000);
+      expect(sum(hours.points), work.application).toEqual({ ...work.total, dropped: 4 });
+    }
+  });
+
   it('skips malformed messages (counted) and leaves the good ones unaffected', async () => {
     const work = new Workload(`st-garbage-${run}`, 2, 60, 5);
     const before = await metric(app!, 'malformed');
