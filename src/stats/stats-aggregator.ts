@@ -1,7 +1,7 @@
 import { type Consumer, type EachBatchPayload, Kafka, type KafkaMessage, logLevel } from 'kafkajs';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { LiveSeconds } from './live-seconds.js';
-import { type FactDoc, HOUR, MINUTE, type RollupDoc } from './rollup.js';
+import { type FactDoc, HOUR, MINUTE, type RollupDoc, rollupId, windowStart } from './rollup.js';
 import { parseStatsMessage, toFact, toRecords } from './stats-message.js';
 import type { CallRecordDoc, StatsStore } from './stats-store.js';
 import { type HourWindow, type MinuteWindow, WindowBook } from './window-book.js';
@@ -58,8 +58,10 @@ export interface StatsAggregatorOptions {
   partitions?: number;
   /** Messages written per bulk operation (a Kafka batch is cut in chunks of this size). */
   chunkSize?: number;
-  /** How often changed windows are written (and offsets committed), per partition. */
+  /** How often changed minute windows are written, per partition. */
   flushIntervalMs?: number;
+  /** How often hour windows are written and the offsets committed, per partition. */
+  commitIntervalMs?: number;
   /** A written window nothing touched for this long, and that ended before it, leaves memory. */
   idleMs?: number;
   cleanupIntervalMs?: number;
@@ -74,6 +76,7 @@ interface PartitionState {
   merged?: string;
   committed?: string;
   lastFlush: number;
+  lastCommit: number;
   /** Flushes of a partition run one after the other. */
   chain: Promise<void>;
   flushing: boolean;
@@ -161,9 +164,9 @@ export class StatsAggregator {
     await this.supervisor;
   }
 
-  /** Writes every owned partition's changed windows and commits (the timer does this each second). */
+  /** Writes every owned partition's changed windows and commits. */
   async flushNow(): Promise<void> {
-    await Promise.all([...this.owned].map((partition) => this.flush(partition)));
+    await Promise.all([...this.owned].map((partition) => this.flush(partition, true)));
   }
 
   // ---- consuming -------------------------------------------------------------------------------
@@ -251,8 +254,8 @@ export class StatsAggregator {
       }
       const last = chunk[chunk.length - 1]!.offset;
       this.partitionState(batch.partition).merged = last;
+      // The flush timer writes what was merged; consuming goes on meanwhile.
       payload.resolveOffset(last);
-      if (Date.now() - this.partitionState(batch.partition).lastFlush >= this.flushInterval()) await this.flush(batch.partition);
       await heartbeat();
     }
   }
@@ -331,54 +334,76 @@ export class StatsAggregator {
 
   // ---- windows -----------------------------------------------------------------------------------
 
-  /** Reads the windows these facts need and memory lacks: their minutes, then their hours. */
+  /**
+   * Reads the windows these facts need and memory lacks, by `_id`: their minutes, their hours, and
+   * — only for an hour that disagrees with one of its minutes — the hour's other minutes.
+   */
   private async load(facts: readonly FactDoc[], partition: number, nowMs: number): Promise<void> {
     const { store } = this.options;
+    const byId = (ids: readonly string[], windowOf: (fact: FactDoc) => string) => {
+      const wanted = new Set(ids);
+      const out = new Map<string, FactDoc>();
+      for (const fact of facts) if (wanted.has(windowOf(fact))) out.set(windowOf(fact), fact);
+      return out;
+    };
     const minuteIds = this.book.missingMinutes(facts);
     if (minuteIds.length > 0) {
       const stored = await store.loadMinutes(minuteIds);
-      for (const fact of facts) {
-        const id = `${fact.application}:${fact.minute}`;
+      for (const [id, fact] of byId(minuteIds, (f) => rollupId(f.application, f.minute)))
         this.book.installMinute(id, stored.get(id) ?? null, fact, partition, nowMs);
-      }
     }
-    const hours = this.book.missingHours(facts, Math.floor(nowMs / 1_000));
-    if (hours.length > 0) {
-      // Minutes held in memory count as they are now; only the others are read.
-      const stored = await store.loadMinutes(hours.flatMap((h) => h.minuteIds.filter((id) => !this.book.minutes.has(id))));
-      for (const hour of hours) this.book.installHour(hour.application, hour.start, stored, partition, nowMs);
+    const hourIds = this.book.missingHours(facts);
+    if (hourIds.length > 0) {
+      const stored = await store.loadHours(hourIds);
+      for (const [id, fact] of byId(hourIds, (f) => rollupId(f.application, windowStart(f.minute, HOUR))))
+        this.book.installHour(id, stored.get(id) ?? null, fact, partition, nowMs);
+    }
+    const stale = this.book.staleHours();
+    if (stale.length > 0) {
+      const stored = await store.loadMinutes(stale.flatMap((s) => s.unheld));
+      for (const { hour } of stale) this.book.rebuildHour(hour, stored);
+      this.options.logger.info({ hours: stale.map((s) => s.hour.id) }, 'stats hours rebuilt from their minutes');
     }
   }
 
-  /** Runs a partition's flush after any flush of it still in progress. */
-  private flush(partition: number): Promise<void> {
+  /**
+   * Runs a partition's flush after any flush of it still in progress. Minutes are written at every
+   * flush (queries see them); hours, and the offset commit that needs them, every
+   * `commitIntervalMs` and when `final`.
+   */
+  private flush(partition: number, final = false): Promise<void> {
     const state = this.partitionState(partition);
     state.chain = state.chain.then(async () => {
       state.flushing = true;
+      const full = final || Date.now() - state.lastCommit >= this.commitInterval();
       try {
-        await this.flushOnce(partition, state);
+        await this.flushOnce(partition, state, full);
       } catch (error) {
         this.warn('flush', { err: error, partition }, 'writing stats windows failed; retrying');
       } finally {
         state.flushing = false;
         state.lastFlush = Date.now();
+        if (full) state.lastCommit = state.lastFlush;
       }
     });
     return state.chain;
   }
 
   /**
-   * Writes the partition's changed windows as they are now, then commits the offset merged up to
-   * now. Windows changed during the writes stay dirty for the next flush; the commit covers only
-   * what the written documents hold.
+   * Writes the partition's changed windows as they are now, then (`full`) commits the offset
+   * merged up to now. Windows changed during the writes stay dirty for the next flush; the commit
+   * covers only what the written documents hold.
    */
-  private async flushOnce(partition: number, state: PartitionState): Promise<void> {
+  private async flushOnce(partition: number, state: PartitionState, full: boolean): Promise<void> {
     const offset = state.merged;
-    const { minutes, hours } = this.book.dirty(partition);
     const now = Date.now();
     const stillMine = () => !this.rebalancing && this.owned.has(partition);
-    const complete = (await this.writeAll(MINUTE, minutes, now, stillMine)) && (await this.writeAll(HOUR, hours, now, stillMine));
-    if (!complete || offset === undefined || offset === state.committed || !this.consumer) return;
+    const { minutes } = this.book.dirty(partition);
+    if (!(await this.writeAll(MINUTE, minutes, now, stillMine)) || !full) return;
+    // After the minutes: an hour stored ahead of a minute is rebuilt by its next reader, never trusted.
+    const { hours } = this.book.dirty(partition);
+    if (!(await this.writeAll(HOUR, hours, now, stillMine))) return;
+    if (offset === undefined || offset === state.committed || !this.consumer) return;
     await this.consumer.commitOffsets([{ topic: this.options.topic, partition, offset: (BigInt(offset) + 1n).toString() }]);
     state.committed = offset;
   }
@@ -393,13 +418,14 @@ export class StatsAggregator {
     if (windows.length === 0) return true;
     const versions = windows.map((w) => w.version);
     const docs: RollupDoc[] = windows.map((w) => w.toDoc(now));
-    const written = await this.options.store.writeWindows(resolution, docs, stillMine, (id, error) =>
-      this.options.logger.error({ err: error, window: id }, 'a stats window cannot be written; skipped'),
+    const { written, error } = await this.options.store.writeWindows(resolution, docs, stillMine, (id, e) =>
+      this.options.logger.error({ err: e, window: id }, 'a stats window cannot be written; skipped'),
     );
     windows.forEach((w, i) => {
       if (written.has(w.id)) w.written = versions[i]!;
     });
     this.rollups.inc({ resolution: resolution === MINUTE ? '1m' : '1h' }, written.size);
+    if (error) throw error;
     return written.size === windows.length;
   }
 
@@ -425,14 +451,18 @@ export class StatsAggregator {
   private partitionState(partition: number): PartitionState {
     let state = this.partitions.get(partition);
     if (!state) {
-      state = { lastFlush: 0, chain: Promise.resolve(), flushing: false };
+      state = { lastFlush: 0, lastCommit: Date.now(), chain: Promise.resolve(), flushing: false };
       this.partitions.set(partition, state);
     }
     return state;
   }
 
   private flushInterval(): number {
-    return this.options.flushIntervalMs ?? 1_000;
+    return this.options.flushIntervalMs ?? 2_000;
+  }
+
+  private commitInterval(): number {
+    return this.options.commitIntervalMs ?? 10_000;
   }
 
   private async cleanup(): Promise<void> {

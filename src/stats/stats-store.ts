@@ -10,7 +10,7 @@ import type { z } from 'zod';
 import type { CallRecordSchema } from '../agent-protocol/messages.js';
 import { type FactDoc, HOUR, MINUTE, type Resolution, type RollupDoc, rollupId, SECOND, type StatsEntry } from './rollup.js';
 import type { Window } from './stats-views.js';
-import type { MinuteDoc } from './window-book.js';
+import type { HourDoc, MinuteDoc } from './window-book.js';
 
 /**
  * Statistics in MongoDB, with the driver directly (bulk inserts, no mongoose documents):
@@ -79,12 +79,12 @@ export const DEFAULT_RETENTION: Retention = {
 export const LATE_MARGIN = 10 * MINUTE;
 
 /**
- * Windows written at once. One replace per `update` command: FerretDB 1.24 does not come back from
+ * Windows written at once, one replace per `update` command: FerretDB 1.24 does not come back from
  * an `update` command of 100 statements (measured on the local stack: 50 replaces by `_id` take
- * 0.35 s, 100 spin a core for minutes and block that database), and a few commands in flight keep
- * it busy without queueing much behind a stopped writer.
+ * 0.35 s, 100 spin a core for minutes and block that database), and its SQLite backend answers
+ * concurrent writers with `database is locked (SQLITE_BUSY)`.
  */
-const WRITE_CONCURRENCY = 4;
+const WRITE_CONCURRENCY = 2;
 
 /** Windows read at once by `_id` (FerretDB answers one `_id` in 2–5 ms, any other filter by a scan). */
 const READ_CONCURRENCY = 16;
@@ -106,6 +106,7 @@ export class StatsStore {
   readonly minutes: Collection<RollupRow>;
   readonly hours: Collection<RollupRow>;
   readonly records: Collection<CallRecordDoc>;
+  private windowWrites: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly db: Db,
@@ -166,32 +167,59 @@ export class StatsStore {
     return out;
   }
 
+  /** Stored hour windows by id (absent ids are missing from the map). */
+  async loadHours(ids: readonly string[]): Promise<Map<string, HourDoc>> {
+    const out = new Map<string, HourDoc>();
+    await eachConcurrently(ids, READ_CONCURRENCY, async (id) => {
+      const row = await this.hours.findOne<RollupRow & { minuteFacts?: number[]; minuteInstances?: number[] }>({ _id: id });
+      if (row)
+        out.set(id, { ...fromRollupRow(row), minuteFacts: row.minuteFacts ?? [], minuteInstances: row.minuteInstances ?? [] });
+    });
+    return out;
+  }
+
   /**
-   * Writes windows whole, by `_id`. `stillMine()` is asked before each write: once it says no (the
-   * partition is moving to another aggregator), nothing more is written. A window the database
-   * refuses for good is reported to `onUnwritable` and counts as written (it would block its
-   * partition otherwise). Resolves with the ids written.
+   * Writes windows whole, by `_id`, until one fails or `stillMine()` says no (the partition is
+   * moving to another aggregator). A window the database refuses for good is reported to
+   * `onUnwritable` and counts as written (it would block its partition otherwise). Resolves with
+   * the ids written and, if it stopped on one, the error.
    */
-  async writeWindows(
+  writeWindows(
     resolution: typeof MINUTE | typeof HOUR,
     docs: readonly RollupDoc[],
     stillMine: () => boolean,
     onUnwritable: (id: string, error: unknown) => void,
-  ): Promise<Set<string>> {
+  ): Promise<{ written: Set<string>; error?: Error }> {
+    // One partition's writes at a time: more writers only queue in the database's lock.
+    const run = this.windowWrites.then(() => this.replaceWindows(resolution, docs, stillMine, onUnwritable));
+    this.windowWrites = run.catch(() => undefined);
+    return run;
+  }
+
+  private async replaceWindows(
+    resolution: typeof MINUTE | typeof HOUR,
+    docs: readonly RollupDoc[],
+    stillMine: () => boolean,
+    onUnwritable: (id: string, error: unknown) => void,
+  ): Promise<{ written: Set<string>; error?: Error }> {
     const collection = resolution === MINUTE ? this.minutes : this.hours;
     const written = new Set<string>();
+    let error: Error | undefined;
     await eachConcurrently(docs, WRITE_CONCURRENCY, async (doc) => {
-      if (!stillMine()) return;
+      if (error !== undefined || !stillMine()) return;
       const { _id, ...rest } = doc;
       try {
-        await collection.replaceOne({ _id }, { ...rest, entries: toStored(rest.entries) }, { upsert: true });
-      } catch (error) {
-        if (!isUnwritable(error)) throw error;
-        onUnwritable(_id, error);
+        await retryBusy(() => collection.replaceOne({ _id }, { ...rest, entries: toStored(rest.entries) }, { upsert: true }));
+      } catch (e) {
+        if (!isUnwritable(e)) {
+          error ??= e instanceof Error ? e : new Error(String(e));
+          return;
+        }
+        onUnwritable(_id, e);
       }
       written.add(_id);
     });
-    return written;
+    return error === undefined ? { written } : { written, error };
   }
 
   /** Deletes what is past retention; returns how many documents of each kind went. */
@@ -349,4 +377,17 @@ async function eachConcurrently<T>(items: readonly T[], limit: number, work: (it
     while (next < items.length) await work(items[next++]!);
   });
   await Promise.all(lanes);
+}
+
+/** SQLite (FerretDB's backend) refuses a write while another holds the lock; it goes through a moment later. */
+async function retryBusy<T>(write: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await write();
+    } catch (error) {
+      const busy = error instanceof MongoServerError && /SQLITE_BUSY|database is locked/.test(error.message);
+      if (!busy || attempt >= 5) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 20 * 2 ** attempt));
+    }
+  }
 }

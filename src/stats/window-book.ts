@@ -6,9 +6,10 @@ import { EntrySums, type FactDoc, HOUR, MINUTE, type RollupDoc, rollupId, window
  *
  * Each minute window carries the frames it holds, as sequence ranges per agent run, so a frame is
  * merged once however often Kafka delivers it — also after a restart, since the ranges are stored
- * with the window and loaded with it. An hour window is the sum of its minutes: it is built from
- * them when first needed, and every frame merged into a minute is merged into its hour at the same
- * moment, so nothing about an hour needs storing beyond the sum itself.
+ * with the window and loaded with it. An hour window is the sum of its minutes: every frame
+ * merged into a minute is merged into its hour at the same
+ * moment. An hour also stores how many frames it counted of each minute: a reader that finds it
+ * disagreeing with a minute (a crash between the two writes) rebuilds it from its minutes.
  *
  * Why in memory and not recomputed from the stored facts: on FerretDB (our MongoDB-wire server)
  * only `_id` lookups are indexed, so reading a window's facts scans the collection, and updates
@@ -183,20 +184,41 @@ export class MinuteWindow extends Window {
   }
 }
 
+/**
+ * An hour window as stored: the rollup document plus, per minute of the hour, the frames and the
+ * instances it counted of that minute — so a reader can tell whether the hour agrees with a minute.
+ */
+export type HourDoc = RollupDoc & { minuteFacts: number[]; minuteInstances: number[] };
+
+const MINUTES_PER_HOUR = HOUR / MINUTE;
+
 export class HourWindow extends Window {
-  /** Instances per minute: an hour reports its busiest minute's count (distinct ids are not kept). */
-  private readonly minuteInstances = new Map<number, number>();
+  private readonly perMinute = new Map<number, { facts: number; instances: number }>();
+  /** It disagrees with one of its minutes (a crash came between their writes): rebuild it from them. */
+  stale = false;
 
   constructor(application: string, start: number, partition: number) {
     super(application, start, HOUR, partition);
   }
 
-  /** Adds a whole minute (when the hour is built from its stored or held minutes). */
-  addMinute(minute: Pick<RollupDoc, 'start' | 'facts' | 'dropped' | 'entries'>, instances: number): void {
+  static fromDoc(doc: HourDoc, partition: number): HourWindow {
+    const hour = new HourWindow(doc.application, doc.start, partition);
+    hour.sums.add(doc.entries);
+    hour.facts = doc.facts;
+    hour.dropped = doc.dropped;
+    for (let i = 0; i < MINUTES_PER_HOUR; i++) {
+      const facts = doc.minuteFacts?.[i] ?? 0;
+      if (facts > 0) hour.perMinute.set(doc.start + i * MINUTE, { facts, instances: doc.minuteInstances?.[i] ?? 0 });
+    }
+    return hour;
+  }
+
+  /** Adds a whole minute (when the hour is rebuilt from its minutes). */
+  addMinute(minute: Pick<RollupDoc, 'start' | 'facts' | 'dropped' | 'entries' | 'instances'>): void {
     this.sums.add(minute.entries);
     this.facts += minute.facts;
     this.dropped += minute.dropped;
-    this.minuteInstances.set(minute.start, instances);
+    this.perMinute.set(minute.start, { facts: minute.facts, instances: minute.instances });
     this.version += 1;
   }
 
@@ -205,14 +227,27 @@ export class HourWindow extends Window {
     this.sums.add(fact.entries);
     this.facts += 1;
     this.dropped += fact.dropped;
-    this.minuteInstances.set(minute.start, minute.instanceCount());
+    this.perMinute.set(minute.start, { facts: minute.facts, instances: minute.instanceCount() });
     this.version += 1;
   }
 
-  toDoc(now: number): RollupDoc {
+  /** Whether the hour counted exactly the frames the minute holds (frames only ever get added). */
+  agrees(minute: MinuteWindow): boolean {
+    return (this.perMinute.get(minute.start)?.facts ?? 0) === minute.facts;
+  }
+
+  toDoc(now: number): HourDoc {
+    const minuteFacts = new Array<number>(MINUTES_PER_HOUR).fill(0);
+    const minuteInstances = new Array<number>(MINUTES_PER_HOUR).fill(0);
     let instances = 0;
-    for (const count of this.minuteInstances.values()) instances = Math.max(instances, count);
-    return this.base(now, instances);
+    for (const [start, m] of this.perMinute) {
+      const i = (start - this.start) / MINUTE;
+      minuteFacts[i] = m.facts;
+      minuteInstances[i] = m.instances;
+      // Distinct instances over the hour are not kept; the busiest minute's count is.
+      instances = Math.max(instances, m.instances);
+    }
+    return { ...this.base(now, instances), minuteFacts, minuteInstances };
   }
 }
 
@@ -220,8 +255,9 @@ export class HourWindow extends Window {
 export type Merge = 'counted' | 'duplicate';
 
 /**
- * The windows in memory, by id. Loading is the caller's (it is I/O): `missingMinutes` and
- * `missingHours` say what to load before `merge` may be called for a set of facts.
+ * The windows in memory, by id. Loading is the caller's (it is I/O): `missingMinutes`,
+ * `missingHours`, then `staleHours` say what to load before `merge` may be called for a set of
+ * facts.
  */
 export class WindowBook {
   readonly minutes = new Map<string, MinuteWindow>();
@@ -237,22 +273,17 @@ export class WindowBook {
     return [...out];
   }
 
-  /** Hours the facts need that are not in memory, with the ids of their minutes up to `nowSec`. */
-  missingHours(facts: readonly FactDoc[], nowSec: number): { application: string; start: number; minuteIds: string[] }[] {
-    const out = new Map<string, { application: string; start: number; minuteIds: string[] }>();
+  /** Hour ids the facts need that are not in memory. */
+  missingHours(facts: readonly FactDoc[]): string[] {
+    const out = new Set<string>();
     for (const fact of facts) {
-      const start = windowStart(fact.minute, HOUR);
-      const id = rollupId(fact.application, start);
-      if (this.hours.has(id) || out.has(id)) continue;
-      const last = Math.min(start + HOUR - MINUTE, Math.max(windowStart(nowSec, MINUTE), fact.minute));
-      const minuteIds: string[] = [];
-      for (let m = start; m <= last; m += MINUTE) minuteIds.push(rollupId(fact.application, m));
-      out.set(id, { application: fact.application, start, minuteIds });
+      const id = rollupId(fact.application, windowStart(fact.minute, HOUR));
+      if (!this.hours.has(id)) out.add(id);
     }
-    return [...out.values()];
+    return [...out];
   }
 
-  /** Installs a minute read from the database (`null`: none stored yet). Held minutes win. */
+  /** Installs a minute read from the database (`null`: none stored yet). Held windows win. */
   installMinute(
     id: string,
     doc: MinuteDoc | null,
@@ -264,42 +295,67 @@ export class WindowBook {
     const minute = doc ? MinuteWindow.fromDoc(doc, partition) : new MinuteWindow(fact.application, fact.minute, partition);
     minute.touchedAt = nowMs;
     this.minutes.set(id, minute);
+    const hour = this.hours.get(rollupId(fact.application, windowStart(fact.minute, HOUR)));
+    if (hour && !hour.agrees(minute)) hour.stale = true;
   }
 
-  /**
-   * Builds an hour from its minutes: those held in memory as they are now (they may hold frames
-   * not yet written), the others as stored.
-   */
+  /** Installs an hour read from the database (`null`: none stored yet), checked against held minutes. */
   installHour(
-    application: string,
-    start: number,
-    stored: ReadonlyMap<string, MinuteDoc>,
+    id: string,
+    doc: HourDoc | null,
+    fact: Pick<FactDoc, 'application' | 'minute'>,
     partition: number,
     nowMs: number,
   ): void {
-    const id = rollupId(application, start);
     if (this.hours.has(id)) return;
-    const hour = new HourWindow(application, start, partition);
-    for (let m = start; m < start + HOUR; m += MINUTE) {
-      const minuteId = rollupId(application, m);
-      const held = this.minutes.get(minuteId);
-      if (held) hour.addMinute(held.toDoc(0), held.instanceCount());
-      else {
-        const doc = stored.get(minuteId);
-        if (doc) hour.addMinute(doc, doc.instances);
-      }
-    }
-    // Built from what is stored: nothing to write until a frame arrives.
-    hour.written = hour.version;
+    const start = windowStart(fact.minute, HOUR);
+    const hour = doc ? HourWindow.fromDoc(doc, partition) : new HourWindow(fact.application, start, partition);
     hour.touchedAt = nowMs;
+    for (let m = start; m < start + HOUR; m += MINUTE) {
+      const held = this.minutes.get(rollupId(fact.application, m));
+      if (held && !hour.agrees(held)) hour.stale = true;
+    }
     this.hours.set(id, hour);
+  }
+
+  /** Hours that disagree with a minute, with the ids of their minutes memory does not hold. */
+  staleHours(): { hour: HourWindow; unheld: string[] }[] {
+    const out: { hour: HourWindow; unheld: string[] }[] = [];
+    for (const hour of this.hours.values()) {
+      if (!hour.stale) continue;
+      const unheld: string[] = [];
+      for (let m = hour.start; m < hour.end; m += MINUTE) {
+        const id = rollupId(hour.application, m);
+        if (!this.minutes.has(id)) unheld.push(id);
+      }
+      out.push({ hour, unheld });
+    }
+    return out;
+  }
+
+  /**
+   * Rebuilds a stale hour from its minutes: those held in memory as they are now (they may hold
+   * frames not yet written), the others as stored. The result is written at the next flush.
+   */
+  rebuildHour(stale: HourWindow, stored: ReadonlyMap<string, MinuteDoc>): void {
+    const hour = new HourWindow(stale.application, stale.start, stale.partition);
+    for (let m = stale.start; m < stale.end; m += MINUTE) {
+      const id = rollupId(stale.application, m);
+      const held = this.minutes.get(id);
+      const doc = held ? held.toDoc(0) : stored.get(id);
+      if (doc) hour.addMinute(doc);
+    }
+    hour.version = stale.version + hour.version + 1;
+    hour.written = stale.written;
+    hour.touchedAt = stale.touchedAt;
+    this.hours.set(hour.id, hour);
   }
 
   /** Merges one frame into its minute and hour, which must be in memory. */
   merge(fact: FactDoc, run: string, nowMs: number): Merge {
     const minute = this.minutes.get(rollupId(fact.application, fact.minute));
     const hour = this.hours.get(rollupId(fact.application, windowStart(fact.minute, HOUR)));
-    if (!minute || !hour) throw new Error(`window of ${fact._id} not loaded`);
+    if (!minute || !hour || hour.stale) throw new Error(`window of ${fact._id} not loaded`);
     minute.touchedAt = nowMs;
     hour.touchedAt = nowMs;
     if (!minute.add(fact, run)) return 'duplicate';
@@ -321,7 +377,7 @@ export class WindowBook {
 
   /**
    * Forgets written windows nothing touched for `idleMs` and that ended before it: a late frame
-   * loads them again. A minute goes before its hour can, since an hour is rebuilt from minutes.
+   * loads them again.
    */
   evict(nowMs: number, idleMs: number): void {
     const idleSince = nowMs - idleMs;

@@ -11,7 +11,7 @@ import {
   summarize,
   windowStart,
 } from '../../src/stats/rollup.js';
-import { type MinuteDoc, SeqRanges, WindowBook } from '../../src/stats/window-book.js';
+import { type HourDoc, type MinuteDoc, SeqRanges, WindowBook } from '../../src/stats/window-book.js';
 
 function entry(over: Partial<StatsEntry> & { latencies?: number[] } = {}): StatsEntry {
   const { latencies = [], ...rest } = over;
@@ -181,13 +181,21 @@ describe('WindowBook', () => {
   const NOW = 4_000_000;
 
   /** A book with every window the facts need, loaded from `stored` (none by default). */
-  function bookFor(facts: FactDoc[], stored = new Map<string, MinuteDoc>()): WindowBook {
+  function bookFor(
+    facts: FactDoc[],
+    stored = new Map<string, MinuteDoc>(),
+    storedHours = new Map<string, HourDoc>(),
+  ): WindowBook {
     const book = new WindowBook();
     for (const id of book.missingMinutes(facts)) {
       const f = facts.find((x) => `${x.application}:${x.minute}` === id)!;
       book.installMinute(id, stored.get(id) ?? null, f, 0, NOW);
     }
-    for (const h of book.missingHours(facts, 4_000)) book.installHour(h.application, h.start, stored, 0, NOW);
+    for (const id of book.missingHours(facts)) {
+      const f = facts.find((x) => `${x.application}:${windowStart(x.minute, 3_600)}` === id)!;
+      book.installHour(id, storedHours.get(id) ?? null, f, 0, NOW);
+    }
+    for (const { hour } of book.staleHours()) book.rebuildHour(hour, stored);
     return book;
   }
   const run = (f: FactDoc) => f._id.split(':s:')[0]!;
@@ -209,13 +217,15 @@ describe('WindowBook', () => {
     expect(hour.entries).toEqual(mergeEntries(frames.map((x) => x.entries)));
   });
 
-  it('recognises frames held by a stored minute, and builds an hour from stored and held minutes', () => {
+  it('recognises frames held by a stored minute; trusts a stored hour that agrees with its minutes', () => {
     const first = bookFor(frames.slice(0, 2));
     for (const f of frames.slice(0, 2)) first.merge(f, run(f), NOW);
     const stored = new Map([['orders:120', first.minutes.get('orders:120')!.toDoc(1)]]);
+    const storedHours = new Map([['orders:0', first.hours.get('orders:0')!.toDoc(1)]]);
+    expect(storedHours.get('orders:0')!.minuteFacts.slice(0, 4)).toEqual([0, 0, 2, 0]);
 
-    // A new aggregator: the stored minute 120 already holds i1:1 and i2:1.
-    const second = bookFor(frames, stored);
+    // A new aggregator: the stored minute 120 already holds i1:1 and i2:1, the stored hour agrees.
+    const second = bookFor(frames, stored, storedHours);
     expect(second.hours.get('orders:0')!.dirty).toBe(false);
     expect(frames.map((f) => second.merge(f, run(f), NOW))).toEqual(['duplicate', 'duplicate', 'counted', 'counted']);
     const hour = second.hours.get('orders:0')!.toDoc(1);
@@ -228,6 +238,25 @@ describe('WindowBook', () => {
         .sort(),
     ).toEqual(['orders:120', 'orders:180']);
     expect(second.dirty(1)).toEqual({ minutes: [], hours: [] });
+  });
+
+  it('rebuilds an hour that disagrees with a minute (a crash between their writes) from its minutes', () => {
+    const first = bookFor(frames.slice(0, 3));
+    first.merge(frames[0]!, run(frames[0]!), NOW);
+    const oldHour = first.hours.get('orders:0')!.toDoc(1);
+    for (const f of frames.slice(1, 3)) first.merge(f, run(f), NOW);
+    // The minute was written with three frames; the crash came before the hour's write.
+    const stored = new Map([['orders:120', first.minutes.get('orders:120')!.toDoc(1)]]);
+    const second = bookFor(frames, stored, new Map([['orders:0', oldHour]]));
+    const hour = second.hours.get('orders:0')!;
+    expect(hour.stale).toBe(false);
+    expect(hour.dirty).toBe(true);
+    expect(hour.toDoc(1).facts).toBe(3);
+    expect(frames.map((f) => second.merge(f, run(f), NOW))).toEqual(['duplicate', 'duplicate', 'duplicate', 'counted']);
+    expect(second.hours.get('orders:0')!.toDoc(1).entries).toEqual(mergeEntries(frames.map((x) => x.entries)));
+    // No stored hour at all, but a stored minute: rebuilt too.
+    const third = bookFor(frames, stored);
+    expect(third.hours.get('orders:0')!.toDoc(1).facts).toBe(3);
   });
 
   it('keeps a window dirty when it changed after the version a write captured; evicts only written, idle, ended windows', () => {
