@@ -19,3 +19,14 @@ check_toolchains() {
     exit 2
   fi
 }
+
+# Debian's Chromium for the dashboard's browser tests (playwright-core drives it; no browser download).
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  echo "[setup] installing Debian's chromium (apt-get)"
+  local sudo=()
+  [ "$(id -u)" = 0 ] || sudo=(sudo -n)
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends chromium ||
+    { DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -q &&
+      DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends chromium; }
+}
