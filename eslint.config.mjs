@@ -26,6 +26,11 @@ export default tseslint.config(
     files: ['src/**/*.ts'],
     rules: { '@typescript-eslint/consistent-type-imports': 'off' },
   },
+  {
+    // The dashboard (web/): browser code, its own tsconfig (web/tsconfig.json, found by the project service).
+    files: ['web/**/*.{ts,tsx}'],
+    languageOptions: { globals: { ...globals.browser } },
+  },
   { files: ['**/*.mjs'], ...tseslint.configs.disableTypeChecked },
   {
     // The agent's CommonJS preload entry: plain JavaScript, outside the TypeScript project.

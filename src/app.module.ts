@@ -8,6 +8,7 @@ import type { AppConfig } from './config/app-config.js';
 import { AgentProtocolModule } from './agent-protocol/agent-protocol.module.js';
 import { AuditModule } from './audit/audit.module.js';
 import { AuthModule } from './auth/auth.module.js';
+import { DashboardModule } from './dashboard/dashboard.module.js';
 import { GovernanceModule } from './governance/governance.module.js';
 import { HealthModule } from './health/health.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
@@ -49,6 +50,7 @@ export class AppModule {
         GovernanceModule,
         AgentProtocolModule,
         StatsModule,
+        DashboardModule,
       ],
     };
   }

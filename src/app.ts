@@ -4,6 +4,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module.js';
 import type { AppConfig } from './config/app-config.js';
+import { dashboardUi, webRootOf } from './dashboard/static-ui.js';
 import { httpMetricsMiddleware } from './metrics/http-metrics.js';
 import { MetricsService } from './metrics/metrics.service.js';
 
@@ -19,6 +20,9 @@ export async function createApp(config: AppConfig): Promise<NestExpressApplicati
   app.useLogger(app.get(Logger));
   app.disable('x-powered-by');
   app.use(httpMetricsMiddleware(app.get(MetricsService)));
+  // The dashboard's front end, ahead of Nest's routes; API and infra paths pass through it.
+  const logger = app.get(Logger);
+  app.use(dashboardUi(webRootOf(config), (message) => logger.warn(message, 'DashboardUi')));
 
   const document = SwaggerModule.createDocument(
     app,

@@ -28,6 +28,18 @@ export interface AgentRecord {
   breakers: Record<string, { state: 'CLOSED' | 'OPEN' | 'HALF_OPEN'; at: number }>;
 }
 
+/** A change in an agent's session or rule state, as the directory records it (the dashboard's live feed). */
+export interface AgentEvent {
+  application: string;
+  instanceId: string;
+  event: 'connected' | 'disconnected' | 'ack' | 'nack';
+  /** connected: the revision held at hello; ack, nack: the revision answered. */
+  revision?: number;
+  /** nack: why the agent refused the set. */
+  reason?: string;
+  at: number;
+}
+
 /** Where an instance stands against the application's current revision (Istio's SYNCED / STALE / NACKED). */
 export type SyncState = 'in-sync' | 'pending' | 'nacked' | 'disconnected';
 
@@ -59,8 +71,18 @@ export class AgentDirectory {
   private disconnectedCount = 0;
   /** Disconnections in time order (entries of instances that came back are skipped when reached). */
   private readonly departures: { instanceId: string; at: number }[] = [];
+  private readonly listeners = new Set<(event: AgentEvent) => void>();
 
   constructor(private readonly now: () => number = Date.now) {}
+
+  /**
+   * Hears every connection, disconnection, ACK and NACK as it is recorded. Called synchronously on
+   * the agent's frame path: a listener only queues the event, and its errors are its own.
+   */
+  subscribe(listener: (event: AgentEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
 
   /** Registers a session from its hello; a record of the same instance (a reconnection) is replaced. */
   connect(hello: Hello, remoteAddress: string): AgentRecord {
@@ -85,6 +107,13 @@ export class AgentDirectory {
     const members = this.byApplication.get(record.application) ?? new Set<string>();
     members.add(record.instanceId);
     this.byApplication.set(record.application, members);
+    this.tell({
+      application: record.application,
+      instanceId: record.instanceId,
+      event: 'connected',
+      revision: hello.heldRevision,
+      at,
+    });
     return record;
   }
 
@@ -95,6 +124,7 @@ export class AgentDirectory {
     record.disconnectedAt = this.now();
     this.disconnectedCount += 1;
     this.departures.push({ instanceId, at: record.disconnectedAt });
+    this.tell({ application: record.application, instanceId, event: 'disconnected', at: record.disconnectedAt });
     this.sweep();
   }
 
@@ -107,6 +137,7 @@ export class AgentDirectory {
     if (!record) return;
     record.appliedRevision = revision;
     record.appliedAt = this.now();
+    this.tell({ application: record.application, instanceId, event: 'ack', revision, at: record.appliedAt });
   }
 
   refused(instanceId: string, nack: { revision: number; reason: string; keptRevision: number }): void {
@@ -114,6 +145,14 @@ export class AgentDirectory {
     if (!record) return;
     record.lastNack = { ...nack, at: this.now() };
     record.appliedRevision = nack.keptRevision;
+    this.tell({
+      application: record.application,
+      instanceId,
+      event: 'nack',
+      revision: nack.revision,
+      reason: nack.reason,
+      at: record.lastNack.at,
+    });
   }
 
   heartbeat(instanceId: string, appliedRevision: number, sentAt: number): void {
@@ -202,6 +241,16 @@ export class AgentDirectory {
         });
     }
     return status;
+  }
+
+  private tell(event: AgentEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch {
+        // The listener owns its errors: recording an agent's state must not depend on it.
+      }
+    }
   }
 
   private forget(instanceId: string): void {

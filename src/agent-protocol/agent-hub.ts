@@ -113,17 +113,25 @@ export class AgentHub implements OnApplicationBootstrap, OnModuleDestroy {
     });
   }
 
-  onApplicationBootstrap(): void {
-    const httpServer = this.adapterHost.httpAdapter.getHttpServer() as HttpServer;
-    this.io = new Server(httpServer, {
+  /**
+   * The socket.io server on the HTTP server, created on first use: one per HTTP server, so the
+   * dashboard's namespace (src/dashboard) lives on it too.
+   */
+  socketServer(): Server {
+    this.io ??= new Server(this.adapterHost.httpAdapter.getHttpServer() as HttpServer, {
       serveClient: false,
       transports: ['websocket'],
       // Agent frames are small; anything larger is refused by closing the connection.
       maxHttpBufferSize: this.settings.maxFrameBytes,
       connectTimeout: HELLO_TIMEOUT_MS,
     });
-    this.io.of('/').use((_socket, next) => next(refusal('unauthorized', `agents connect to the ${AGENTS_NAMESPACE} namespace`)));
-    const nsp = this.io.of(AGENTS_NAMESPACE);
+    return this.io;
+  }
+
+  onApplicationBootstrap(): void {
+    const io = this.socketServer();
+    io.of('/').use((_socket, next) => next(refusal('unauthorized', `agents connect to the ${AGENTS_NAMESPACE} namespace`)));
+    const nsp = io.of(AGENTS_NAMESPACE);
     this.nsp = nsp;
     nsp.use((socket, next) => {
       this.authenticate(socket.handshake.auth).then(
@@ -340,10 +348,11 @@ export class AgentHub implements OnApplicationBootstrap, OnModuleDestroy {
       if (!socket.connected) return;
       // Joined inside the queue: no delta reaches this agent before its snapshot.
       await socket.join(room(application));
-      if (hello.heldRevision !== set.revision) this.sendSnapshot(socket, set);
+      // Addresses before rules, so the rules' callees are nameable once they apply.
       const peers = this.peersFrame(application);
       if (!this.lastPeers.has(application)) this.lastPeers.set(application, JSON.stringify(peers.addresses));
       this.send(socket, peers);
+      if (hello.heldRevision !== set.revision) this.sendSnapshot(socket, set);
     });
     this.calleeChanged(application);
   }
@@ -420,10 +429,11 @@ export class AgentHub implements OnApplicationBootstrap, OnModuleDestroy {
       // One frame for the room, encoded once. Sent in one synchronous loop: slicing it to let other
       // work in between was measured (docs/benchmarks.md) and delays the last agents by the ACKs
       // of the first, which matters more than an API call waiting for the loop.
+      // The callees' addresses first, not debounced: a new rule's callee must be nameable by the
+      // time the agent applies (and acknowledges) the rule.
+      this.emitPeersIfChanged(application);
       this.nsp?.to(room(application)).emit('delta', previous.deltaTo(next));
       this.pushes.inc({ kind: 'delta' });
-      this.peersDirty.add(application);
-      this.schedulePeers();
     });
   }
 
@@ -455,15 +465,17 @@ export class AgentHub implements OnApplicationBootstrap, OnModuleDestroy {
       this.peersTimer = undefined;
       const dirty = [...this.peersDirty];
       this.peersDirty.clear();
-      for (const application of dirty) {
-        const frame = this.peersFrame(application);
-        const json = JSON.stringify(frame.addresses);
-        if (this.lastPeers.get(application) === json) continue;
-        this.lastPeers.set(application, json);
-        this.nsp?.to(room(application)).emit('peers', frame);
-      }
+      for (const application of dirty) this.emitPeersIfChanged(application);
     }, PEERS_DEBOUNCE_MS);
     this.peersTimer.unref();
+  }
+
+  private emitPeersIfChanged(application: string): void {
+    const frame = this.peersFrame(application);
+    const json = JSON.stringify(frame.addresses);
+    if (this.lastPeers.get(application) === json) return;
+    this.lastPeers.set(application, json);
+    this.nsp?.to(room(application)).emit('peers', frame);
   }
 
   private peersFrame(application: string): PeersFrame {

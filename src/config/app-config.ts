@@ -76,6 +76,9 @@ export const ENV_SCHEMA = z.object({
   AGENT_MAX_FRAME_BYTES: z.coerce.number().int().min(1_024).max(16_777_216).default(1_048_576),
   // The first admin's token; later tokens are issued through the API and stored hashed.
   ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').max(512).optional(),
+  // Where the dashboard's built front end is served from; unset: dist/web of this installation
+  // (what `npm run build:web` writes). A relative path is taken from the working directory.
+  WEB_ROOT: z.string().min(1).max(4_096).optional(),
   EUREKA_URLS: z
     .string()
     .transform(list)
@@ -103,6 +106,8 @@ export interface AppConfig {
   registry: { debounceMs: number };
   auth: { adminToken?: string };
   agents: { heartbeatMs: number; revisionPollMs: number; maxFrameBytes: number };
+  /** The dashboard's static files; absent: dist/web of this installation (src/dashboard/static-ui.ts). */
+  web?: { root: string };
 }
 
 export type ConfigResult = { ok: true; config: AppConfig } | { ok: false; errors: string[] };
@@ -145,6 +150,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
         revisionPollMs: e.AGENT_REVISION_POLL_MS,
         maxFrameBytes: e.AGENT_MAX_FRAME_BYTES,
       },
+      ...(e.WEB_ROOT ? { web: { root: e.WEB_ROOT } } : {}),
     },
   };
 }

@@ -16,7 +16,7 @@ import { ApiBearerAuth, ApiBody, ApiHeader, ApiOperation, ApiQuery, ApiTags } fr
 import type { Response } from 'express';
 import { z } from 'zod';
 import { ruleJsonSchema } from '../agent-protocol/rules.js';
-import { CurrentPrincipal, type Principal } from '../auth/principal.js';
+import { CurrentPrincipal, RequireRole, type Principal } from '../auth/principal.js';
 import { ZodValidationPipe } from '../common/zod-validation.pipe.js';
 import { type CommitResult, RuleStore, type Who } from './rule-store.service.js';
 
@@ -120,6 +120,8 @@ export class RulesController {
 
   @Post('applications/:application/rules/validate')
   @HttpCode(200)
+  // A dry run writes nothing: a viewer may check a rule (docs/governance.md).
+  @RequireRole('viewer')
   @ApiOperation({ summary: 'Dry run: validate a rule and report the conflicts it would cause; nothing is written.' })
   validate(
     @Param('application', new ZodValidationPipe(Application, 'params')) application: string,
