@@ -24,6 +24,7 @@ base="http://${HOST}:${PORT}"
 cat <<MSG
 
   Steward is starting at ${base}
+    dashboard              ${base}/   (sign in with the admin API token below)
     API docs (OpenAPI UI)  ${base}/docs
     readiness              ${base}/readyz
     metrics                ${base}/metrics
