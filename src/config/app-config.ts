@@ -46,6 +46,11 @@ export const ENV_SCHEMA = z.object({
     .string()
     .regex(/^[A-Za-z0-9._-]{1,249}$/, 'a Kafka topic name: letters, digits, . _ - (at most 249)')
     .default('steward.stats.v1'),
+  // Where rule commits travel between replicas (docs/operations.md, "Several replicas").
+  RULES_TOPIC: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,249}$/, 'a Kafka topic name: letters, digits, . _ - (at most 249)')
+    .default('steward.rules.v1'),
   // Whether this server runs the stats aggregator (a consumer group member); `off` when it runs as
   // its own process (`npm run stats:aggregator`).
   STATS_AGGREGATOR: z.enum(['on', 'off']).default('on'),
@@ -99,6 +104,7 @@ export interface AppConfig {
   mongodb: { uri: string };
   kafka: { brokers: string[]; clientId: string };
   stats: { topic: string; aggregator: boolean };
+  rules: { topic: string };
   /** Absent when this deployment reads no ZooKeeper registry. */
   zookeeper: { connect: string; dubboRoots: string[]; sessionTimeoutMs: number } | null;
   /** Absent when this deployment reads no Eureka registry. */
@@ -139,6 +145,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
       mongodb: { uri: e.MONGODB_URI },
       kafka: { brokers: e.KAFKA_BROKERS, clientId: e.KAFKA_CLIENT_ID },
       stats: { topic: e.STATS_TOPIC, aggregator: e.STATS_AGGREGATOR === 'on' },
+      rules: { topic: e.RULES_TOPIC },
       zookeeper: e.ZOOKEEPER_CONNECT
         ? { connect: e.ZOOKEEPER_CONNECT, dubboRoots: e.ZOOKEEPER_DUBBO_ROOTS, sessionTimeoutMs: e.ZOOKEEPER_SESSION_TIMEOUT_MS }
         : null,

@@ -1,7 +1,8 @@
 import { Module } from '@nestjs/common';
 import { MongooseModule } from '@nestjs/mongoose';
 import { RULE, RULE_REVISION, RULE_SET, RuleRevisionSchema, RuleSchemaDoc, RuleSetSchema } from './rule-store.model.js';
-import { LocalRuleChangeFeed, RuleChangeFeed } from './rule-change-feed.js';
+import { KafkaRuleChangeFeed } from './kafka-rule-change-feed.js';
+import { RuleChangeFeed } from './rule-change-feed.js';
 import { RuleStore } from './rule-store.service.js';
 import { RulesController } from './rules.controller.js';
 
@@ -14,7 +15,8 @@ import { RulesController } from './rules.controller.js';
     ]),
   ],
   controllers: [RulesController],
-  providers: [RuleStore, { provide: RuleChangeFeed, useClass: LocalRuleChangeFeed }],
+  // Through Kafka, so a commit on any replica reaches the agents of every replica.
+  providers: [RuleStore, { provide: RuleChangeFeed, useClass: KafkaRuleChangeFeed }],
   exports: [RuleStore, RuleChangeFeed],
 })
 export class GovernanceModule {}

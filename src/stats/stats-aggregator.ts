@@ -1,5 +1,6 @@
 import { type Consumer, type EachBatchPayload, Kafka, type KafkaMessage, logLevel } from 'kafkajs';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { ensureTopic } from '../common/kafka-topic.js';
 import type { LiveSeconds } from './live-seconds.js';
 import { type FactDoc, HOUR, MINUTE, type RollupDoc, rollupId, windowStart } from './rollup.js';
 import { parseStatsMessage, toFact, toRecords } from './stats-message.js';
@@ -19,23 +20,9 @@ export function groupIdFor(topic: string): string {
   return topic === DEFAULT_STATS_TOPIC ? STATS_GROUP_ID : `${STATS_GROUP_ID}.${topic}`;
 }
 
-/** Creates the topic when missing (brokers may not auto-create); true when it was created. */
-export async function ensureStatsTopic(kafka: Kafka, topic: string, partitions = STATS_PARTITIONS): Promise<boolean> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const existing = await admin.listTopics();
-    if (existing.includes(topic)) return false;
-    try {
-      return await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
-    } catch (error) {
-      // Another aggregator created it between the list and the create.
-      if ((error as { type?: string }).type === 'TOPIC_ALREADY_EXISTS') return false;
-      throw error;
-    }
-  } finally {
-    await admin.disconnect().catch(() => undefined);
-  }
+/** Creates the stats topic when missing (brokers may not auto-create); true when it was created. */
+export function ensureStatsTopic(kafka: Kafka, topic: string, partitions = STATS_PARTITIONS): Promise<boolean> {
+  return ensureTopic(kafka, topic, partitions);
 }
 
 export interface AggregatorLogger {

@@ -23,6 +23,7 @@ describe('parseConfig', () => {
         mongodb: { uri: 'mongodb://127.0.0.1:27017/steward' },
         kafka: { brokers: ['127.0.0.1:9092'], clientId: 'steward' },
         stats: { topic: 'steward.stats.v1', aggregator: true },
+        rules: { topic: 'steward.rules.v1' },
         zookeeper: null,
         eureka: null,
         registry: { debounceMs: 100 },
