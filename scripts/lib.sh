@@ -30,3 +30,23 @@ ensure_chromium() {
     { DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -q &&
       DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends chromium; }
 }
+
+# kustomize (the Kubernetes manifests' renderer, used by test/unit/k8s-manifests.test.ts), built
+# once from the Go module proxy into Steward's cache; prints the binary's path on stdout.
+KUSTOMIZE_VERSION=v5.8.2
+ensure_kustomize() {
+  local dir="${STEWARD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/steward}/kustomize/$KUSTOMIZE_VERSION"
+  if [ ! -x "$dir/kustomize" ]; then
+    echo "[setup] building kustomize $KUSTOMIZE_VERSION (go install)" >&2
+    # Built into a private folder beside it, then renamed: a concurrent run never sees half a binary.
+    local build="$dir/.build.$$"
+    mkdir -p "$build" || return 1
+    if ! (cd "$build" && GOTOOLCHAIN=local GOBIN="$build" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" >&2) ||
+      ! mv -f "$build/kustomize" "$dir/kustomize"; then
+      rm -rf "$build"
+      return 1
+    fi
+    rm -rf "$build"
+  fi
+  echo "$dir/kustomize"
+}

@@ -10,6 +10,8 @@ check_toolchains
 ensure_node_modules || exit 2
 # Without it the browser tests fail (they never skip); the suite still runs.
 ensure_chromium || echo "[test] could not install chromium: the dashboard's browser tests will fail"
+# kustomize renders k8s/ for test/unit/k8s-manifests.test.ts (built once with Go, then cached).
+ensure_kustomize >/dev/null || echo "[test] could not build kustomize: the Kubernetes manifest tests will fail"
 mkdir -p .stack
 
 echo "[test] build"
