@@ -141,7 +141,7 @@ export function runNode(
   env: Record<string, string | undefined>,
   onLine?: (line: string) => void,
   preload = ['--require', REGISTER],
-): Promise<ChildResult> {
+): Promise<ChildResult> & { kill(): void } {
   const started = Date.now();
   const child = spawn(process.execPath, [...preload, ...args], {
     env: { PATH: process.env.PATH, ...env },
@@ -159,8 +159,10 @@ export function runNode(
     }
   });
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise((resolve, reject) => {
+  const result = new Promise<ChildResult>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr, ms: Date.now() - started }));
   });
+  // A test that fails before its app exits must not leave the app (and its agent) running.
+  return Object.assign(result, { kill: () => void (child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')) });
 }

@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { CallRecord } from '../../agent/src/runtime/records.js';
 import type { StatsEntry } from '../../agent/src/engine/types.js';
 import { listenOnLoopback } from '../support/net.js';
@@ -67,7 +67,8 @@ const APP_SOURCE = `
   });
   app.get('/timer', (req, res) => setTimeout(() => viaHttp().then((echo) => res.json(echo)), 20));
   app.get('/fail', (req, res) => res.status(500).send('boom'));
-  app.get('/slow', (req, res) => setTimeout(() => res.send('slow'), 80));
+  // 90 ms asleep, 80 asserted: a timer may fire a fraction of a millisecond early by the hrtime clock.
+  app.get('/slow', (req, res) => setTimeout(() => res.send('slow'), 90));
   app.post('/shutdown', (req, res) => {
     res.on('finish', () => { server.close(); server.closeAllConnections(); });
     res.json(agent.status());
@@ -99,6 +100,7 @@ describe('statistics and call records of a real application', () => {
       },
       (line) => lines.push(line),
     );
+    onTestFinished(() => child.kill());
     const hello = await steward.next('hello', hellos);
     hello.socket.emit('snapshot', {
       type: 'snapshot',
@@ -231,6 +233,7 @@ describe('statistics and call records of a real application', () => {
       },
       (line) => lines.push(line),
     );
+    onTestFinished(() => child.kill());
     const base = `http://127.0.0.1:${await until(() => lines[0], 'the port')}`;
     const res = await fetch(`${base}/chain`, {
       method: 'POST',
