@@ -164,5 +164,7 @@ export function runNode(
     child.on('close', (code) => resolve({ code, stdout, stderr, ms: Date.now() - started }));
   });
   // A test that fails before its app exits must not leave the app (and its agent) running.
-  return Object.assign(result, { kill: () => void (child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')) });
+  return Object.assign(result, {
+    kill: () => void (child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')),
+  });
 }
