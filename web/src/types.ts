@@ -7,62 +7,16 @@ export interface Page<T> {
   items: T[];
 }
 
-export type SourceKind = 'zookeeper' | 'eureka';
-export type InstanceStatus = 'UP' | 'DOWN' | 'OUT_OF_SERVICE' | 'STARTING' | 'UNKNOWN' | 'DISABLED';
+// The catalog's shapes are the server's own (type-only: nothing of the server reaches the bundle).
+import type { SourceKind } from '../../src/registry-bridge/registration.js';
 
-export interface DubboServiceRef {
-  key: string;
-  interface: string;
-  group: string;
-  version: string;
-  protocol: string;
-  methods: string[];
-  side: 'provider' | 'consumer';
-}
-
-export interface CatalogInstance {
-  id: string;
-  application: string;
-  kind: 'dubbo' | 'http';
-  host: string;
-  port: number;
-  status: InstanceStatus;
-  weight: number;
-  sources: string[];
-  sourceKinds: SourceKind[];
-  stale: boolean;
-  services: DubboServiceRef[];
-  metadata: Record<string, string>;
-  registrations: number;
-}
-
-export interface CatalogApplication {
-  name: string;
-  sourceKinds: SourceKind[];
-  instanceCount: number;
-  dubboInstances: number;
-  httpInstances: number;
-  statusCounts: Partial<Record<InstanceStatus, number>>;
-  services: number;
-  stale: boolean;
-}
-
-export interface ProvidedService {
-  key: string;
-  interface: string;
-  group: string;
-  version: string;
-  protocols: string[];
-  methods: string[];
-  providers: number;
-  consumers: string[];
-}
-
-export interface ApplicationDetail extends CatalogApplication {
-  provides: ProvidedService[];
-  consumes: { key: string; providers: string[] }[];
-  instances: CatalogInstance[];
-}
+export type { DubboServiceRef, InstanceStatus, SourceKind } from '../../src/registry-bridge/registration.js';
+export type {
+  ApplicationDetail,
+  CatalogApplication,
+  CatalogInstance,
+  ProvidedService,
+} from '../../src/registry-bridge/catalog.js';
 
 export interface SourceState {
   source: string;

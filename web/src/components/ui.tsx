@@ -177,6 +177,20 @@ export function useClientPage<T>(items: readonly T[], pageSize = 200, resetKey?:
   return { page: current, setPage, pageItems, pageSize, total: items.length };
 }
 
+/** The pager of a `useClientPage` list. */
+export function ClientPager({ paging, testid }: { paging: ReturnType<typeof useClientPage>; testid?: string }) {
+  return (
+    <Pager
+      page={paging.page}
+      pageSize={paging.pageSize}
+      total={paging.total}
+      shown={paging.pageItems.length}
+      onPage={paging.setPage}
+      {...(testid ? { testid } : {})}
+    />
+  );
+}
+
 export function Filter(props: {
   value: string;
   onInput: (value: string) => void;

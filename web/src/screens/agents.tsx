@@ -6,7 +6,7 @@ import {
   ErrorNote,
   Filter,
   Loading,
-  Pager,
+  ClientPager,
   Section,
   Segmented,
   Stat,
@@ -112,13 +112,7 @@ function AgentApplications() {
               ))}
             </tbody>
           </table>
-          <Pager
-            page={paging.page}
-            pageSize={paging.pageSize}
-            total={paging.total}
-            shown={paging.pageItems.length}
-            onPage={paging.setPage}
-          />
+          <ClientPager paging={paging} />
         </>
       )}
     </div>
@@ -386,13 +380,7 @@ function ApplicationAgentsPage({ name }: { name: string }) {
                 </tbody>
               </table>
             )}
-            <Pager
-              page={paging.page}
-              pageSize={paging.pageSize}
-              total={paging.total}
-              shown={paging.pageItems.length}
-              onPage={paging.setPage}
-            />
+            <ClientPager paging={paging} />
           </Section>
         </>
       )}

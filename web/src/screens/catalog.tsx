@@ -7,6 +7,7 @@ import {
   ErrorNote,
   Filter,
   Loading,
+  ClientPager,
   Pager,
   Section,
   Segmented,
@@ -396,13 +397,7 @@ function Instances(props: { instances: CatalogInstance[]; controls: NativeContro
           </tbody>
         </table>
       )}
-      <Pager
-        page={paging.page}
-        pageSize={paging.pageSize}
-        total={paging.total}
-        shown={paging.pageItems.length}
-        onPage={paging.setPage}
-      />
+      <ClientPager paging={paging} />
       {pending && <ControlDialog pending={pending} onClose={() => setPending(undefined)} onDone={props.onChanged} />}
     </Section>
   );
@@ -614,13 +609,7 @@ function Provides({ detail }: { detail: ApplicationDetail }) {
           ))}
         </tbody>
       </table>
-      <Pager
-        page={paging.page}
-        pageSize={paging.pageSize}
-        total={paging.total}
-        shown={paging.pageItems.length}
-        onPage={paging.setPage}
-      />
+      <ClientPager paging={paging} />
     </Section>
   );
 }
@@ -661,13 +650,7 @@ function Consumes({ detail }: { detail: ApplicationDetail }) {
           ))}
         </tbody>
       </table>
-      <Pager
-        page={paging.page}
-        pageSize={paging.pageSize}
-        total={paging.total}
-        shown={paging.pageItems.length}
-        onPage={paging.setPage}
-      />
+      <ClientPager paging={paging} />
     </Section>
   );
 }
@@ -739,13 +722,7 @@ function Controls(props: { controls: NativeControl[]; error: unknown; onChanged:
           </tbody>
         </table>
       )}
-      <Pager
-        page={paging.page}
-        pageSize={paging.pageSize}
-        total={paging.total}
-        shown={paging.pageItems.length}
-        onPage={paging.setPage}
-      />
+      <ClientPager paging={paging} />
       {pending && (
         <ControlDialog
           pending={{ kind: 'revert', control: pending }}

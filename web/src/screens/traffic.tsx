@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, withQuery } from '../api';
 import { type ChartSeries, TimeChart } from '../components/chart';
-import { Badge, Empty, ErrorNote, Filter, Loading, Pager, Section, Segmented, useClientPage } from '../components/ui';
+import { Badge, Empty, ErrorNote, Filter, ClientPager, Loading, Section, Segmented, useClientPage } from '../components/ui';
 import { fmtInt, fmtMs, fmtNum, fmtPct } from '../format';
 import { useApi, useNow } from '../hooks';
 import { href, setQuery, useRoute } from '../router';
@@ -221,13 +221,7 @@ function LiveTable({ direction }: { direction: Direction }) {
           ))}
         </tbody>
       </table>
-      <Pager
-        page={paging.page}
-        pageSize={paging.pageSize}
-        total={paging.total}
-        shown={paging.pageItems.length}
-        onPage={paging.setPage}
-      />
+      <ClientPager paging={paging} />
     </Section>
   );
 }
