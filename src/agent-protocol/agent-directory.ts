@@ -1,32 +1,41 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import type { HelloSchema } from './messages.js';
 
 type Hello = z.output<typeof HelloSchema>;
 
-/** What the server knows of one agent (one application instance). */
-export interface AgentRecord {
-  instanceId: string;
-  application: string;
-  host: string;
-  ports: number[];
-  agent: { language: 'node' | 'java'; version: string };
-  capabilities: string[];
-  protocol: number;
+const BreakerState = z.enum(['CLOSED', 'OPEN', 'HALF_OPEN']);
+const Millis = z.number().int().min(0);
+
+/**
+ * What the server knows of one agent (one application instance). Also the record replicas
+ * exchange (cluster-agent-directory.ts), so it is a schema.
+ */
+export const AgentRecordSchema = z.object({
+  instanceId: z.string().min(1).max(200),
+  application: z.string().min(1).max(200),
+  host: z.string().max(255),
+  ports: z.array(z.number().int().min(0).max(65_535)).max(64),
+  agent: z.object({ language: z.enum(['node', 'java']), version: z.string().max(64) }),
+  capabilities: z.array(z.string().max(64)).max(64),
+  protocol: z.number().int(),
   /** Where the session comes from, as the server sees it. */
-  remoteAddress: string;
-  connected: boolean;
-  connectedAt: number;
-  disconnectedAt?: number;
-  lastHeartbeatAt: number;
+  remoteAddress: z.string().max(255),
+  connected: z.boolean(),
+  connectedAt: Millis,
+  disconnectedAt: Millis.optional(),
+  lastHeartbeatAt: Millis,
   /** The revision the agent enforces: what it held at hello, then what it ACKed or kept after a NACK. */
-  appliedRevision: number;
-  appliedAt?: number;
-  lastNack?: { revision: number; reason: string; keptRevision: number; at: number };
+  appliedRevision: z.number().int().min(0),
+  appliedAt: Millis.optional(),
+  lastNack: z
+    .object({ revision: z.number().int(), reason: z.string().max(2_000), keptRevision: z.number().int(), at: Millis })
+    .optional(),
   /** Agent clock minus server clock at the last heartbeat, ms. */
-  clockSkewMs?: number;
+  clockSkewMs: z.number().optional(),
   /** Last reported state per breaker rule. */
-  breakers: Record<string, { state: 'CLOSED' | 'OPEN' | 'HALF_OPEN'; at: number }>;
-}
+  breakers: z.record(z.string(), z.object({ state: BreakerState, at: z.number() })),
+});
+export type AgentRecord = z.output<typeof AgentRecordSchema>;
 
 /** A change in an agent's session or rule state, as the directory records it (the dashboard's live feed). */
 export interface AgentEvent {
@@ -182,7 +191,7 @@ export class AgentDirectory {
     return [...ids]
       .map((id) => this.byInstance.get(id))
       .filter((r): r is AgentRecord => r !== undefined)
-      .sort((a, b) => Number(b.connected) - Number(a.connected) || (a.instanceId < b.instanceId ? -1 : 1));
+      .sort(connectedFirst);
   }
 
   /** Applications with at least one connected instance. */
@@ -195,11 +204,7 @@ export class AgentDirectory {
 
   /** `host:port` of every connected instance of an application. */
   addresses(application: string): string[] {
-    const out: string[] = [];
-    for (const record of this.list(application)) {
-      if (record.connected) for (const port of record.ports) out.push(`${record.host}:${port}`);
-    }
-    return out;
+    return addressesOf(this.list(application));
   }
 
   counts(): { connected: number; disconnected: number } {
@@ -214,33 +219,14 @@ export class AgentDirectory {
 
   /** How the connected instances of an application stand against `revision` (per instance unless `instances` is false). */
   revisionStatus(application: string, revision: number, instances = true): RevisionStatus {
-    const status: RevisionStatus = {
-      application,
-      revision,
-      acknowledged: 0,
-      nacked: 0,
-      pending: 0,
-      connected: 0,
-      instances: [],
-    };
     const members = this.byApplication.get(application) ?? new Set<string>();
-    for (const record of instances ? this.list(application) : [...members].map((id) => this.byInstance.get(id))) {
-      if (!record) continue;
-      const state = AgentDirectory.syncState(record, revision);
-      if (state === 'disconnected') continue;
-      status.connected += 1;
-      if (state === 'in-sync') status.acknowledged += 1;
-      else if (state === 'nacked') status.nacked += 1;
-      else status.pending += 1;
-      if (instances)
-        status.instances.push({
-          instanceId: record.instanceId,
-          appliedRevision: record.appliedRevision,
-          state,
-          ...(state === 'nacked' && record.lastNack ? { nack: record.lastNack.reason } : {}),
-        });
-    }
-    return status;
+    const records = instances ? this.list(application) : [...members].map((id) => this.byInstance.get(id)!);
+    return revisionStatusOf(application, revision, records, instances);
+  }
+
+  /** Every record, connected or not, in no particular order. */
+  all(): IterableIterator<AgentRecord> {
+    return this.byInstance.values();
   }
 
   private tell(event: AgentEvent): void {
@@ -275,4 +261,42 @@ export class AgentDirectory {
       if (current) this.forget(first.instanceId);
     }
   }
+}
+
+/** Connected first, then by instance id. */
+export function connectedFirst(a: AgentRecord, b: AgentRecord): number {
+  return Number(b.connected) - Number(a.connected) || (a.instanceId < b.instanceId ? -1 : 1);
+}
+
+/** `host:port` of every connected one of `records`. */
+export function addressesOf(records: Iterable<AgentRecord>): string[] {
+  const out: string[] = [];
+  for (const record of records) if (record.connected) for (const port of record.ports) out.push(`${record.host}:${port}`);
+  return out;
+}
+
+/** How `records` (one application's) stand against `revision`; `instances` lists them one by one. */
+export function revisionStatusOf(
+  application: string,
+  revision: number,
+  records: Iterable<AgentRecord>,
+  instances: boolean,
+): RevisionStatus {
+  const status: RevisionStatus = { application, revision, acknowledged: 0, nacked: 0, pending: 0, connected: 0, instances: [] };
+  for (const record of records) {
+    const state = AgentDirectory.syncState(record, revision);
+    if (state === 'disconnected') continue;
+    status.connected += 1;
+    if (state === 'in-sync') status.acknowledged += 1;
+    else if (state === 'nacked') status.nacked += 1;
+    else status.pending += 1;
+    if (instances)
+      status.instances.push({
+        instanceId: record.instanceId,
+        appliedRevision: record.appliedRevision,
+        state,
+        ...(state === 'nacked' && record.lastNack ? { nack: record.lastNack.reason } : {}),
+      });
+  }
+  return status;
 }

@@ -6,6 +6,7 @@ import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
 import { Counter, Gauge } from 'prom-client';
 import { type Namespace, Server, type Socket } from 'socket.io';
 import { ApiTokens, type Identity } from '../auth/api-tokens.service.js';
+import { REPLICA_ID } from '../common/kafka-broadcast.js';
 import type { AppConfig } from '../config/app-config.js';
 import { RuleChangeFeed } from '../governance/rule-change-feed.js';
 import { RuleStore } from '../governance/rule-store.service.js';
@@ -13,6 +14,7 @@ import { MetricsService } from '../metrics/metrics.service.js';
 import { RegistryBridge } from '../registry-bridge/registry-bridge.service.js';
 import { StatsIngest } from '../stats/stats-ingest.js';
 import { AgentDirectory } from './agent-directory.js';
+import { ClusterAgentDirectory } from './cluster-agent-directory.js';
 import { type AgentMessage, AgentMessageSchema, PROTOCOL_VERSION, type ServerMessage } from './messages.js';
 import { PeerIndex } from './peer-index.js';
 import { type PeersFrame, PushedRuleSet } from './rule-push.js';
@@ -49,6 +51,8 @@ const room = (application: string) => `app:${application}`;
 @Injectable()
 export class AgentHub implements OnApplicationBootstrap, OnModuleDestroy {
   readonly directory = new AgentDirectory();
+  /** Every replica's agents (fed by AgentDirectoryExchange): what the API and the dashboard show. */
+  readonly cluster = new ClusterAgentDirectory(this.directory, REPLICA_ID);
   /** Who listens where (catalog and agents): names the address peers of stats frames. */
   readonly peerIndex = new PeerIndex();
   private io?: Server;
@@ -160,6 +164,14 @@ export class AgentHub implements OnApplicationBootstrap, OnModuleDestroy {
       }),
     );
     this.peerIndex.loadCatalog(this.bridge.catalog.instances({}, { limit: Number.MAX_SAFE_INTEGER }).items);
+    // Agents connected to other replicas name address peers too.
+    this.unsubscribe.push(
+      this.cluster.watchRemoteAddresses((instanceId, application, record) => {
+        if (record) this.peerIndex.agentListening(record);
+        else this.peerIndex.agentGone(instanceId);
+        this.calleeChanged(application);
+      }),
+    );
     const every = (ms: number, work: () => void) => {
       const timer = setInterval(work, ms);
       timer.unref();
@@ -481,7 +493,7 @@ export class AgentHub implements OnApplicationBootstrap, OnModuleDestroy {
   private peersFrame(application: string): PeersFrame {
     const addresses = new Map<string, string>();
     for (const callee of this.pushed.get(application)?.callees ?? []) {
-      for (const address of this.directory.addresses(callee)) addresses.set(address, callee);
+      for (const address of this.cluster.addresses(callee)) addresses.set(address, callee);
       for (const instance of this.bridge.catalog.instances({ application: callee }, { limit: MAX_PEER_ADDRESSES }).items) {
         const host = instance.host.includes(':') ? `[${instance.host}]` : instance.host;
         addresses.set(`${host}:${instance.port}`, callee);

@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { GovernanceModule } from '../governance/governance.module.js';
 import { RegistryBridgeModule } from '../registry-bridge/registry-bridge.module.js';
 import { StatsModule } from '../stats/stats.module.js';
+import { AgentDirectoryExchange } from './agent-directory-exchange.js';
 import { AgentHub } from './agent-hub.js';
 import { AgentsController } from './agents.controller.js';
 
@@ -9,7 +10,7 @@ import { AgentsController } from './agents.controller.js';
 @Module({
   imports: [GovernanceModule, RegistryBridgeModule, StatsModule],
   controllers: [AgentsController],
-  providers: [AgentHub],
+  providers: [AgentHub, AgentDirectoryExchange],
   exports: [AgentHub],
 })
 export class AgentProtocolModule {}

@@ -2,8 +2,9 @@ import { Controller, Get, Param, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiOperation, ApiParam, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import { ZodValidationPipe } from '../common/zod-validation.pipe.js';
-import { AgentDirectory, type AgentRecord } from './agent-directory.js';
+import { AgentDirectory } from './agent-directory.js';
 import { AgentHub } from './agent-hub.js';
+import type { ClusterAgentRecord } from './cluster-agent-directory.js';
 
 const Application = z
   .string()
@@ -19,9 +20,10 @@ const AcksQuery = z.strictObject({
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
-function view(record: AgentRecord, revision: number) {
+function view(record: ClusterAgentRecord, revision: number) {
   return {
     instanceId: record.instanceId,
+    replica: record.replica,
     application: record.application,
     host: record.host,
     ports: record.ports,
@@ -49,29 +51,34 @@ export class AgentsController {
   constructor(private readonly hub: AgentHub) {}
 
   @Get('agents')
-  @ApiOperation({ summary: 'Applications with connected agents on this replica, with counts.' })
+  @ApiOperation({
+    summary:
+      'Applications with connected agents on any replica, with counts; and the replicas this one hears of, with their connected agents.',
+  })
   async applications() {
-    const names = this.hub.directory.applications();
+    const names = this.hub.cluster.applications();
     const items = await Promise.all(
       names.map(async (application) => {
         const revision = await this.hub.revisionOf(application);
-        const { acknowledged, nacked, pending, connected } = this.hub.directory.revisionStatus(application, revision);
+        const { acknowledged, nacked, pending, connected } = this.hub.cluster.revisionStatus(application, revision, false);
         return { application, revision, connected, acknowledged, nacked, pending };
       }),
     );
-    return { total: items.length, items };
+    const replicas = this.hub.cluster.replicas().map((r) => ({ ...r, lastSeenAt: iso(r.lastSeenAt) }));
+    return { total: items.length, items, replicas };
   }
 
   @Get('applications/:application/agents')
   @ApiOperation({
     summary:
-      "An application's agents: connected since, last heartbeat, applied revision, last NACK, breaker states, and whether each enforces the current revision.",
+      "An application's agents on every replica: the replica holding the session, connected since, last heartbeat, applied revision, last NACK, breaker states, and whether each enforces the current revision.",
   })
   @ApiParam({ name: 'application' })
   async list(@Param('application', new ZodValidationPipe(Application, 'params')) application: string) {
     const revision = await this.hub.revisionOf(application);
-    const status = this.hub.directory.revisionStatus(application, revision);
-    const agents = this.hub.directory.list(application).map((r) => view(r, revision));
+    const records = this.hub.cluster.list(application);
+    const agents = records.map((r) => view(r, revision));
+    const status = this.hub.cluster.revisionStatus(application, revision, false);
     return {
       application,
       revision,
@@ -88,7 +95,8 @@ export class AgentsController {
 
   @Get('applications/:application/revisions/:revision/acks')
   @ApiOperation({
-    summary: 'How many connected instances enforce a revision (or a later one), refused it, or have not answered.',
+    summary:
+      'How many connected instances, on every replica, enforce a revision (or a later one), refused it, or have not answered.',
   })
   @ApiParam({ name: 'application' })
   @ApiParam({ name: 'revision', type: Number })
@@ -99,6 +107,6 @@ export class AgentsController {
     revision: number,
     @Query(new ZodValidationPipe(AcksQuery, 'query')) query: z.output<typeof AcksQuery>,
   ) {
-    return this.hub.directory.revisionStatus(application, revision, query.instances);
+    return this.hub.cluster.revisionStatus(application, revision, query.instances);
   }
 }

@@ -30,6 +30,8 @@ const hostPortList = z
 
 const millis = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
+const kafkaTopic = z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, 'a Kafka topic name: letters, digits, . _ - (at most 249)');
+
 export const ENV_SCHEMA = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -42,15 +44,11 @@ export const ENV_SCHEMA = z.object({
   KAFKA_BROKERS: hostPortList,
   KAFKA_CLIENT_ID: z.string().min(1).default('steward'),
   // Where agents' statistics and call records travel between the ingest and the aggregator.
-  STATS_TOPIC: z
-    .string()
-    .regex(/^[A-Za-z0-9._-]{1,249}$/, 'a Kafka topic name: letters, digits, . _ - (at most 249)')
-    .default('steward.stats.v1'),
+  STATS_TOPIC: kafkaTopic.default('steward.stats.v1'),
   // Where rule commits travel between replicas (docs/operations.md, "Several replicas").
-  RULES_TOPIC: z
-    .string()
-    .regex(/^[A-Za-z0-9._-]{1,249}$/, 'a Kafka topic name: letters, digits, . _ - (at most 249)')
-    .default('steward.rules.v1'),
+  RULES_TOPIC: kafkaTopic.default('steward.rules.v1'),
+  // Where replicas tell each other of their agents' sessions (the cluster-wide agents view).
+  AGENTS_TOPIC: kafkaTopic.default('steward.agents.v1'),
   // Whether this server runs the stats aggregator (a consumer group member); `off` when it runs as
   // its own process (`npm run stats:aggregator`).
   STATS_AGGREGATOR: z.enum(['on', 'off']).default('on'),
@@ -111,7 +109,7 @@ export interface AppConfig {
   eureka: { urls: string[]; fetchIntervalMs: number } | null;
   registry: { debounceMs: number };
   auth: { adminToken?: string };
-  agents: { heartbeatMs: number; revisionPollMs: number; maxFrameBytes: number };
+  agents: { heartbeatMs: number; revisionPollMs: number; maxFrameBytes: number; topic: string };
   /** The dashboard's static files; absent: dist/web of this installation (src/dashboard/static-ui.ts). */
   web?: { root: string };
 }
@@ -156,6 +154,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
         heartbeatMs: e.AGENT_HEARTBEAT_MS,
         revisionPollMs: e.AGENT_REVISION_POLL_MS,
         maxFrameBytes: e.AGENT_MAX_FRAME_BYTES,
+        topic: e.AGENTS_TOPIC,
       },
       ...(e.WEB_ROOT ? { web: { root: e.WEB_ROOT } } : {}),
     },

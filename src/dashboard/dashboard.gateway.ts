@@ -109,7 +109,7 @@ export class DashboardGateway implements OnApplicationBootstrap, OnModuleDestroy
       this.bridge.catalog.subscribe((changes) => {
         if (this.watched()) this.queue(() => this.buffer.catalog(changes));
       }),
-      this.hub.directory.subscribe((event) => {
+      this.hub.cluster.subscribe((event) => {
         if (this.watched()) this.queue(() => this.buffer.agent(event));
       }),
       this.feed.subscribe((change) => {

@@ -124,13 +124,15 @@ export class StatsAggregator {
       labelNames: ['kind'] as const,
       registers,
     });
-    const owned = () => this.owned.size;
+    const owned = () => this.owned;
     new Gauge({
       name: 'steward_stats_aggregator_partitions',
-      help: 'Partitions of the stats topic this aggregator currently owns.',
+      help: 'Partitions of the stats topic this aggregator currently owns: 1 per owned partition (sum: how many).',
+      labelNames: ['partition'] as const,
       registers,
       collect() {
-        this.set(owned());
+        this.reset();
+        for (const partition of owned()) this.set({ partition: String(partition) }, 1);
       },
     });
   }

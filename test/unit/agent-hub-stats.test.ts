@@ -72,7 +72,7 @@ describe('the agent hub and statistics frames', () => {
     },
   } as unknown as StatsIngest;
   const hub = new AgentHub(
-    config({ agents: { heartbeatMs: 60_000, revisionPollMs: 60_000, maxFrameBytes: 1_048_576 } }),
+    config({ agents: { heartbeatMs: 60_000, revisionPollMs: 60_000, maxFrameBytes: 1_048_576, topic: 'unused' } }),
     { httpAdapter: { getHttpServer: () => http } } as unknown as HttpAdapterHost,
     {
       storedSet: () => Promise.resolve({ revision: 0, rules: [] }),

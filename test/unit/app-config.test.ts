@@ -28,7 +28,7 @@ describe('parseConfig', () => {
         eureka: null,
         registry: { debounceMs: 100 },
         auth: {},
-        agents: { heartbeatMs: 10000, revisionPollMs: 2000, maxFrameBytes: 1048576 },
+        agents: { heartbeatMs: 10000, revisionPollMs: 2000, maxFrameBytes: 1048576, topic: 'steward.agents.v1' },
       },
     });
   });

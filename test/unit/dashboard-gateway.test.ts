@@ -5,6 +5,7 @@ import { io, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { AgentDirectory, type AgentEvent } from '../../src/agent-protocol/agent-directory.js';
+import { ClusterAgentDirectory } from '../../src/agent-protocol/cluster-agent-directory.js';
 import type { AgentHub } from '../../src/agent-protocol/agent-hub.js';
 import type { ApiTokens } from '../../src/auth/api-tokens.service.js';
 import { DashboardGateway } from '../../src/dashboard/dashboard.gateway.js';
@@ -44,9 +45,10 @@ describe('the dashboard gateway', () => {
   const http = createServer();
   const server = new Server(http, { serveClient: false, transports: ['websocket'] });
   const directory = new AgentDirectory();
+  const cluster = new ClusterAgentDirectory(directory, 'r1');
   const metrics = new MetricsService();
   const gateway = new DashboardGateway(
-    { socketServer: () => server, directory } as unknown as AgentHub,
+    { socketServer: () => server, directory, cluster } as unknown as AgentHub,
     { catalog: { subscribe: () => () => undefined, lastSeq: () => 0 } } as unknown as RegistryBridge,
     new LocalRuleChangeFeed(),
     { aggregating: false } as unknown as StatsService,

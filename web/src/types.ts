@@ -66,6 +66,8 @@ export interface AgentApplication {
 
 export interface AgentView {
   instanceId: string;
+  /** The server replica holding (or last holding) the session. */
+  replica: string;
   application: string;
   host: string;
   ports: number[];

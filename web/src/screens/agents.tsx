@@ -340,6 +340,8 @@ function ApplicationAgentsPage({ name }: { name: string }) {
                         <tr key={`${a.instanceId}-detail`} class="detail-row">
                           <td colSpan={7}>
                             <div class="kv">
+                              <span>Server replica</span>
+                              <code>{a.replica}</code>
                               <span>Remote address</span>
                               <code>{a.remoteAddress}</code>
                               <span>Last heartbeat</span>
