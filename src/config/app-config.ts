@@ -45,6 +45,8 @@ export const ENV_SCHEMA = z.object({
   KAFKA_CLIENT_ID: z.string().min(1).default('steward'),
   // Where agents' statistics and call records travel between the ingest and the aggregator.
   STATS_TOPIC: kafkaTopic.default('steward.stats.v1'),
+  // Where aggregators publish the live seconds every server's dashboards and live stream show.
+  LIVE_TOPIC: kafkaTopic.default('steward.live.v1'),
   // Where rule commits travel between replicas (docs/operations.md, "Several replicas").
   RULES_TOPIC: kafkaTopic.default('steward.rules.v1'),
   // Where replicas tell each other of their agents' sessions (the cluster-wide agents view).
@@ -101,7 +103,7 @@ export interface AppConfig {
   shutdown: { drainMs: number; timeoutMs: number };
   mongodb: { uri: string };
   kafka: { brokers: string[]; clientId: string };
-  stats: { topic: string; aggregator: boolean };
+  stats: { topic: string; aggregator: boolean; liveTopic: string };
   rules: { topic: string };
   /** Absent when this deployment reads no ZooKeeper registry. */
   zookeeper: { connect: string; dubboRoots: string[]; sessionTimeoutMs: number } | null;
@@ -142,7 +144,7 @@ export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
       shutdown: { drainMs: e.SHUTDOWN_DRAIN_MS, timeoutMs: e.SHUTDOWN_TIMEOUT_MS },
       mongodb: { uri: e.MONGODB_URI },
       kafka: { brokers: e.KAFKA_BROKERS, clientId: e.KAFKA_CLIENT_ID },
-      stats: { topic: e.STATS_TOPIC, aggregator: e.STATS_AGGREGATOR === 'on' },
+      stats: { topic: e.STATS_TOPIC, aggregator: e.STATS_AGGREGATOR === 'on', liveTopic: e.LIVE_TOPIC },
       rules: { topic: e.RULES_TOPIC },
       zookeeper: e.ZOOKEEPER_CONNECT
         ? { connect: e.ZOOKEEPER_CONNECT, dubboRoots: e.ZOOKEEPER_DUBBO_ROOTS, sessionTimeoutMs: e.ZOOKEEPER_SESSION_TIMEOUT_MS }

@@ -116,12 +116,10 @@ export class DashboardGateway implements OnApplicationBootstrap, OnModuleDestroy
         if (this.watched()) this.queue(() => this.buffer.ruleSet(change, Date.now()));
       }),
     );
-    // Only a process that aggregates has live seconds; the others' stream stays silent.
-    if (this.stats.aggregating) {
-      this.liveStats = this.stats.live.stream().subscribe((second) => {
-        if (this.watched()) this.queue(() => this.buffer.second(second));
-      });
-    }
+    // Every aggregator's seconds, whichever process runs it.
+    this.liveStats = this.stats.liveStream().subscribe((second) => {
+      if (this.watched()) this.queue(() => this.buffer.second(second));
+    });
     this.recheckTimer = setInterval(() => void this.recheck(), RECHECK_MS);
     this.recheckTimer.unref();
   }

@@ -2,6 +2,8 @@ import pino from 'pino';
 import { MongoClient } from 'mongodb';
 import { Registry } from 'prom-client';
 import { parseConfig } from '../config/app-config.js';
+import { LiveRelay } from './live-relay.js';
+import { LiveSeconds } from './live-seconds.js';
 import { StatsAggregator } from './stats-aggregator.js';
 import { StatsStore } from './stats-store.js';
 
@@ -9,7 +11,7 @@ import { StatsStore } from './stats-store.js';
  * The stats aggregator as its own process (`npm run stats:aggregator`, i.e.
  * `node dist/stats/aggregator-main.js`): the same consumer group member the server runs when
  * `STATS_AGGREGATOR=on`, reading the same environment (MONGODB_URI, KAFKA_BROKERS,
- * KAFKA_CLIENT_ID, STATS_TOPIC). Run as many as the topic has partitions; servers then run with
+ * KAFKA_CLIENT_ID, STATS_TOPIC, LIVE_TOPIC). Run as many as the topic has partitions; servers then run with
  * `STATS_AGGREGATOR=off`.
  */
 function main(): void {
@@ -21,11 +23,22 @@ function main(): void {
   }
   const { config } = parsed;
   const client = new MongoClient(config.mongodb.uri, { serverSelectionTimeoutMS: 5_000 });
+  // Its live seconds reach every server's dashboards through the live topic.
+  const live = new LiveSeconds();
+  const relay = new LiveRelay({
+    brokers: config.kafka.brokers,
+    clientId: config.kafka.clientId,
+    topic: config.stats.liveTopic,
+    warn: (details, message) => log.warn(details, message),
+  });
+  live.start();
+  relay.publish(live);
   const aggregator = new StatsAggregator({
     brokers: config.kafka.brokers,
     clientId: config.kafka.clientId,
     topic: config.stats.topic,
     store: new StatsStore(client.db()),
+    live,
     registry: new Registry(),
     logger: log,
   });
@@ -44,6 +57,8 @@ function main(): void {
       process.exit(1);
     }, 15_000).unref();
     await aggregator.stop();
+    live.stop();
+    await relay.stop();
     await client.close();
     log.info({ messages: { ...aggregator.totals } }, 'stats aggregator stopped');
     process.exit(0);

@@ -205,18 +205,19 @@ export class StatsController {
 
   @Sse('live')
   @ApiOperation({
-    summary: 'Each second of statistics as the aggregator in this process stores it (Server-Sent Events).',
+    summary: 'Each second of statistics as the aggregators store it (Server-Sent Events).',
     description:
       'Events of type `second`: one application-second, all instances merged, inbound and outbound summaries. ' +
       'A second is sent once settled (no frame for 1 s), again with a higher `revision` if a late frame changes it. ' +
-      'A `hello` event first says whether this replica aggregates (if not, nothing follows: connect to one that does).',
+      'Every aggregator publishes its seconds through Kafka (`LIVE_TOPIC`), so any replica streams every application. ' +
+      'A `hello` event first says whether this replica aggregates itself.',
   })
   @ApiQuery({ name: 'application', required: false })
   @ApiOkResponse({ description: 'text/event-stream' })
   live(@Query(new ZodValidationPipe(LiveQuery, 'query')) q: z.output<typeof LiveQuery>): Observable<MessageEvent> {
     return merge(
       of<MessageEvent>({ type: 'hello', data: { aggregating: this.stats.aggregating } }),
-      this.stats.live.stream(q.application).pipe(map((second): MessageEvent => ({ type: 'second', data: second }))),
+      this.stats.liveStream(q.application).pipe(map((second): MessageEvent => ({ type: 'second', data: second }))),
     );
   }
 }

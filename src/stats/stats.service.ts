@@ -4,7 +4,9 @@ import { MongoClient } from 'mongodb';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
 import type { AppConfig } from '../config/app-config.js';
 import { MetricsService } from '../metrics/metrics.service.js';
-import { LiveSeconds } from './live-seconds.js';
+import type { Observable } from 'rxjs';
+import { LiveRelay } from './live-relay.js';
+import { type LiveSecond, LiveSeconds } from './live-seconds.js';
 import { StatsAggregator } from './stats-aggregator.js';
 import { StatsStore } from './stats-store.js';
 
@@ -16,7 +18,10 @@ import { StatsStore } from './stats-store.js';
 @Injectable()
 export class StatsService implements OnApplicationBootstrap, OnModuleDestroy, OnApplicationShutdown {
   readonly store: StatsStore;
+  /** The seconds this process's aggregator settles (published to every server through `relay`). */
   readonly live = new LiveSeconds();
+  /** Every aggregator's live seconds. */
+  readonly relay: LiveRelay;
   readonly aggregator?: StatsAggregator;
   private readonly client: MongoClient;
 
@@ -32,6 +37,12 @@ export class StatsService implements OnApplicationBootstrap, OnModuleDestroy, On
     // after 5 s, which the aggregator retries and the API answers with 500.
     this.client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000 });
     this.store = new StatsStore(this.client.db());
+    this.relay = new LiveRelay({
+      brokers: kafka.brokers,
+      clientId: kafka.clientId,
+      topic: stats.liveTopic,
+      warn: (details, message) => logger.warn(details, message),
+    });
     if (stats.aggregator) {
       this.aggregator = new StatsAggregator({
         brokers: kafka.brokers,
@@ -49,19 +60,29 @@ export class StatsService implements OnApplicationBootstrap, OnModuleDestroy, On
     }
   }
 
-  /** Whether this process aggregates (and so feeds the live stream). */
+  /** Whether this process aggregates (it publishes live seconds then). */
   get aggregating(): boolean {
     return this.aggregator !== undefined;
   }
 
   onApplicationBootstrap(): void {
-    this.live.start();
-    this.aggregator?.start();
+    this.relay.start();
+    if (this.aggregator) {
+      this.live.start();
+      this.relay.publish(this.live);
+      this.aggregator.start();
+    }
+  }
+
+  /** Every aggregator's settled seconds, of one application or of all. */
+  liveStream(application?: string): Observable<LiveSecond> {
+    return this.relay.stream(application);
   }
 
   /** Live streams end first: an open one would keep the HTTP server from closing. */
   onModuleDestroy(): void {
     this.live.stop();
+    this.relay.close();
   }
 
   /**
@@ -73,6 +94,7 @@ export class StatsService implements OnApplicationBootstrap, OnModuleDestroy, On
     const bounded = (work: Promise<unknown> | undefined, ms: number) =>
       Promise.race([work?.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
     await bounded(this.aggregator?.stop(), 3_000);
+    await bounded(this.relay.stop(), 2_000);
     await bounded(this.client.close(), 1_000);
   }
 }

@@ -22,6 +22,15 @@ const APP = `replica-app-${run}`;
 const STATS_TOPIC = `steward.stats.replicas-${run}`;
 const replicas: { port: number; child: Child; api: StewardApi }[] = [];
 let balancer: TcpBalancer;
+/** Calls made to the providers by this file (all counted by their agents), and those that failed. */
+const made = { calls: 0, failures: 0 };
+const suiteStart = Date.now();
+
+async function call(provider: string, id: string): Promise<void> {
+  const res = await fetch(`${provider}/api/items/${id}`).catch(() => undefined);
+  made.calls += 1;
+  if (!res || res.status >= 500) made.failures += 1;
+}
 const providers: string[] = [];
 
 const limitRule = (burst: number) => ({
@@ -74,6 +83,29 @@ async function aggregatorOf(partition: number): Promise<number> {
   );
 }
 
+/** Inbound calls of APP in the first live second with any, from a replica's `/api/stats/live`. */
+async function liveCalls(url: string, signal: AbortSignal): Promise<number> {
+  const res = await fetch(`${url}/api/stats/live?application=${APP}`, {
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    signal,
+  });
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('data: ')) continue;
+      const data = JSON.parse(line.slice(6)) as { inbound?: { calls: number } };
+      if ((data.inbound?.calls ?? 0) > 0) return data.inbound!.calls;
+    }
+  }
+  throw new Error(`no live second of ${APP} from ${url}`);
+}
+
 /** The replica's own id, as it names itself among the replicas it knows. */
 async function replicaId(via: (typeof replicas)[number]): Promise<string> {
   const { replicas: known } = await via.api.request<{ replicas: { replica: string; self: boolean }[] }>('/api/agents');
@@ -124,24 +156,35 @@ describe('several server replicas', () => {
     console.log(`[replicas] revision ${saved.revision} acknowledged by the agents of 3 replicas in ${Date.now() - started} ms`);
   });
 
+  it("streams an application's live seconds from every replica, whichever aggregator counts it", async () => {
+    const owner = await aggregatorOf(partitionOf(APP));
+    const controller = new AbortController();
+    const streams = replicas.map((r) => liveCalls(r.api.url, controller.signal));
+    const load = setInterval(() => void call(providers[0]!, 'live'), 50);
+    try {
+      const calls = await Promise.all(streams);
+      console.log(
+        `[replicas] live seconds of ${APP} (aggregated by replica ${owner}) on every replica: ${calls.join(', ')} calls`,
+      );
+      for (const n of calls) expect(n).toBeGreaterThan(0);
+    } finally {
+      clearInterval(load);
+      controller.abort();
+    }
+  });
+
   it('a replica killed under traffic: its agent is back on another within 5 s, no revision is lost, statistics stay exact', async () => {
-    let calls = 0;
-    let failures = 0;
+    const before = made.calls;
     let traffic = true;
-    const from = Date.now();
     const load = (async () => {
       while (traffic) {
-        for (const url of providers) {
-          const res = await fetch(`${url}/api/items/${calls}`).catch(() => undefined);
-          calls += 1;
-          if (!res || res.status >= 500) failures += 1;
-        }
+        for (const url of providers) await call(url, String(made.calls));
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
     // Some calls are counted before the kill.
     await eventually(
-      async () => ((await replicas[0]!.api.totals(APP, 'inbound', from)).calls > 0 ? true : undefined),
+      async () => ((await replicas[0]!.api.totals(APP, 'inbound', suiteStart)).calls > before ? true : undefined),
       30_000,
       'first calls counted',
     );
@@ -175,13 +218,19 @@ describe('several server replicas', () => {
     traffic = false;
     await load;
     console.log(
-      `[replicas] agent reconnected ${back} ms after its replica was killed; ${calls} calls meanwhile, ${failures} failed`,
+      `[replicas] agent reconnected ${back} ms after its replica was killed; ${made.calls - before} calls meanwhile, ${made.failures} failed`,
     );
     // The apps never depended on the server: every call was answered.
-    expect(failures).toBe(0);
+    expect(made.failures).toBe(0);
     // Every call counted once: the killed replica's unacknowledged frames were sent again to the
     // survivors, and its aggregator's partitions moved to theirs (after its Kafka session expired).
-    await survivors[0]!.api.totalsReach(APP, 'inbound', { ...noCalls(), calls, successes: calls }, { from, timeoutMs: 120_000 });
-    console.log(`[replicas] ${calls} calls counted exactly once across the kill, ${Date.now() - killedAt} ms after it`);
+    const { calls } = made;
+    await survivors[0]!.api.totalsReach(
+      APP,
+      'inbound',
+      { ...noCalls(), calls, successes: calls },
+      { from: suiteStart, timeoutMs: 120_000 },
+    );
+    console.log(`[replicas] all ${calls} calls counted exactly once, ${Date.now() - killedAt} ms after the kill`);
   });
 });

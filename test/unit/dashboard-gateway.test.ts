@@ -13,6 +13,7 @@ import { LocalRuleChangeFeed } from '../../src/governance/rule-change-feed.js';
 import { MetricsService } from '../../src/metrics/metrics.service.js';
 import type { RegistryBridge } from '../../src/registry-bridge/registry-bridge.service.js';
 import type { StatsService } from '../../src/stats/stats.service.js';
+import { Subject } from 'rxjs';
 import { listenOnLoopback } from '../support/net.js';
 import { until } from './agent-runtime-support.js';
 
@@ -51,7 +52,7 @@ describe('the dashboard gateway', () => {
     { socketServer: () => server, directory, cluster } as unknown as AgentHub,
     { catalog: { subscribe: () => () => undefined, lastSeq: () => 0 } } as unknown as RegistryBridge,
     new LocalRuleChangeFeed(),
-    { aggregating: false } as unknown as StatsService,
+    { aggregating: false, liveStream: () => new Subject() } as unknown as StatsService,
     {
       verify: (token: string) => Promise.resolve(token === VIEWER ? { name: 'v', role: 'viewer', tokenId: 'v' } : undefined),
     } as unknown as ApiTokens,

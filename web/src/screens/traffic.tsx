@@ -15,7 +15,6 @@ import {
   liveVersion,
   WINDOW_SECONDS,
 } from '../stats-buffer';
-import { liveStatus } from '../live';
 import { useStore } from '../store';
 import type { CatalogApplication, Page, Series, TopResult } from '../types';
 
@@ -141,7 +140,6 @@ function AppPicker({ value }: { value: string }) {
 /** Every application's last 10 seconds, from the live buffer. */
 function LiveTable({ direction }: { direction: Direction }) {
   useStore(liveVersion);
-  const { hello } = useStore(liveStatus);
   const [filter, setFilter] = useState('');
   const [sort, setSort] = useState<'qps' | 'errors' | 'p99'>('qps');
   const f = filter.trim().toLowerCase();
@@ -156,14 +154,8 @@ function LiveTable({ direction }: { direction: Direction }) {
   if (liveApplications().length === 0)
     return (
       <Empty title="No live statistics yet" testid="traffic-empty">
-        {hello?.aggregating === false && (
-          <p>
-            <b>This server replica does not aggregate statistics</b> (<code>STATS_AGGREGATOR=off</code>): live seconds come only
-            from a replica that does.
-          </p>
-        )}
         Agents send per-second statistics while their application handles calls; the live view starts with the first second that
-        arrives (the aggregator must run in this server). Pick an application above for its stored history (1 h, 6 h, 24 h).
+        arrives, from whichever aggregator counts it. Pick an application above for its stored history (1 h, 6 h, 24 h).
       </Empty>
     );
   return (
