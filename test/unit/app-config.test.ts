@@ -22,7 +22,7 @@ describe('parseConfig', () => {
         shutdown: { drainMs: 0, timeoutMs: 15000 },
         mongodb: { uri: 'mongodb://127.0.0.1:27017/steward' },
         kafka: { brokers: ['127.0.0.1:9092'], clientId: 'steward' },
-        stats: { topic: 'steward.stats.v1', aggregator: true },
+        stats: { topic: 'steward.stats.v1', aggregator: true, liveTopic: 'steward.live.v1' },
         rules: { topic: 'steward.rules.v1' },
         zookeeper: null,
         eureka: null,
