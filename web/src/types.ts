@@ -64,6 +64,14 @@ export interface AgentApplication {
   pending: number;
 }
 
+/** A server replica as `/api/agents` lists it (the answering one first, `self`). */
+export interface ReplicaState {
+  replica: string;
+  self: boolean;
+  connected: number;
+  lastSeenAt: string;
+}
+
 export interface AgentView {
   instanceId: string;
   /** The server replica holding (or last holding) the session. */

@@ -18,7 +18,7 @@ import { fmtInt } from '../format';
 import { useApi, useNow } from '../hooks';
 import { useLive, useLiveRefresh } from '../live';
 import { href, useRoute } from '../router';
-import type { AgentApplication, AgentView, ApplicationAgents, SyncState } from '../types';
+import type { AgentApplication, AgentView, ApplicationAgents, ReplicaState, SyncState } from '../types';
 
 export function AgentsScreen() {
   const { path } = useRoute();
@@ -27,7 +27,9 @@ export function AgentsScreen() {
 }
 
 function AgentApplications() {
-  const agents = useApi<{ total: number; items: AgentApplication[] }>('/api/agents', { refreshMs: 30_000 });
+  const agents = useApi<{ total: number; items: AgentApplication[]; replicas: ReplicaState[] }>('/api/agents', {
+    refreshMs: 30_000,
+  });
   useLiveRefresh(['agents', 'rules'], agents.reload, undefined, 1000);
   const [filter, setFilter] = useState('');
   const [only, setOnly] = useState<'all' | 'lagging'>('all');
@@ -44,6 +46,7 @@ function AgentApplications() {
   const online = items.reduce((n, a) => n + a.connected, 0);
   const lagging = items.reduce((n, a) => n + Math.max(0, a.connected - a.acknowledged), 0);
   const nacked = items.reduce((n, a) => n + a.nacked, 0);
+  const replicas = agents.data?.replicas ?? [];
 
   return (
     <div class="screen" data-testid="screen-agents">
@@ -67,6 +70,12 @@ function AgentApplications() {
             <Stat label="Agents online" value={fmtInt(online)} />
             <Stat label="Lagging" value={fmtInt(lagging)} tone={lagging > 0 ? 'warn' : 'ok'} sub="not on the current revision" />
             <Stat label="NACKed" value={fmtInt(nacked)} tone={nacked > 0 ? 'bad' : 'ok'} sub="refused the current revision" />
+            <Stat
+              label="Server replicas"
+              value={fmtInt(replicas.length)}
+              sub={`agents on each: ${replicas.map((r) => fmtInt(r.connected)).join(' · ')}`}
+              testid="agents-replicas"
+            />
           </div>
           <div class="toolbar">
             <Filter value={filter} onInput={setFilter} placeholder="Filter applications…" testid="agents-filter" />
