@@ -1,19 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { AgentDirectory, type AgentEvent, type AgentRecord } from '../../src/agent-protocol/agent-directory.js';
 import { AgentStateMessage, ClusterAgentDirectory } from '../../src/agent-protocol/cluster-agent-directory.js';
+import { helloFrame } from '../support/hello-frame.js';
 
-const hello = (instanceId: string, application = 'orders', heldRevision = 0) => ({
-  type: 'hello' as const,
-  protocol: 1,
-  application,
-  instanceId,
-  run: 'run-0123456789',
-  host: '10.0.0.1',
-  ports: [8080],
-  agent: { language: 'node' as const, version: '1.0.0' },
-  capabilities: ['limit'],
-  heldRevision,
-});
+const hello = helloFrame;
 
 /** Another replica's own directory, and the message it would send of all its records. */
 function replica(name: string, now: () => number) {

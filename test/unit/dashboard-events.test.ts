@@ -4,19 +4,9 @@ import { DashboardEventBuffer } from '../../src/dashboard/dashboard-events.js';
 import type { CatalogChange, CatalogInstance } from '../../src/registry-bridge/catalog.js';
 import type { LiveSecond } from '../../src/stats/live-seconds.js';
 import type { Summary } from '../../src/stats/rollup.js';
+import { helloFrame } from '../support/hello-frame.js';
 
-const hello = (instanceId: string, heldRevision = 0) => ({
-  type: 'hello' as const,
-  protocol: 1,
-  application: 'orders',
-  instanceId,
-  run: 'run-0123456789',
-  host: '10.0.0.1',
-  ports: [8080],
-  agent: { language: 'node' as const, version: '1.0.0' },
-  capabilities: ['limit'],
-  heldRevision,
-});
+const hello = (instanceId: string, heldRevision = 0) => helloFrame(instanceId, 'orders', heldRevision);
 
 const change = (seq: number, type: CatalogChange['type'] = 'added'): CatalogChange => ({
   seq,

@@ -16,6 +16,7 @@ import type { StatsService } from '../../src/stats/stats.service.js';
 import { Subject } from 'rxjs';
 import { listenOnLoopback } from '../support/net.js';
 import { until } from './agent-runtime-support.js';
+import { helloFrame } from '../support/hello-frame.js';
 
 // The gateway against a real socket.io server: bursts leave as one `agents` array per flush, and a
 // dashboard that stops reading is cut off once it holds a bounded amount, while another dashboard
@@ -29,18 +30,7 @@ const logger = {
   error: () => undefined,
 } as unknown as PinoLogger;
 
-const hello = (instanceId: string) => ({
-  type: 'hello' as const,
-  protocol: 1,
-  application: 'orders',
-  instanceId,
-  run: 'run-0123456789',
-  host: '10.0.0.1',
-  ports: [8080],
-  agent: { language: 'node' as const, version: '1.0.0' },
-  capabilities: ['limit'],
-  heldRevision: 0,
-});
+const hello = (instanceId: string) => helloFrame(instanceId);
 
 describe('the dashboard gateway', () => {
   const http = createServer();
