@@ -3,7 +3,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'agent/dist/**', 'node_modules/**', '.stack/**', 'stack/*/target/**', 'coverage/**'] },
+  { ignores: ['dist/**', 'agent/dist/**', 'node_modules/**', '.stack/**', 'stack/*/target/**', 'coverage/**', '.dist-*/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

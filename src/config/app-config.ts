@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 
 /**
@@ -74,6 +75,21 @@ export const ENV_SCHEMA = z.object({
   ZOOKEEPER_SESSION_TIMEOUT_MS: millis(2_000, 120_000).default(30_000),
   EUREKA_FETCH_INTERVAL_MS: millis(1_000, 600_000).default(30_000),
   REGISTRY_DEBOUNCE_MS: millis(0, 10_000).default(100),
+  // How replicas share the registry reading (docs/registry-bridge.md, "Several replicas"): `leader`,
+  // one elected replica reads the registries and the others follow through Kafka; `always`, every
+  // replica reads them itself.
+  REGISTRY_BRIDGE_MODE: z.enum(['leader', 'always']).default('leader'),
+  // Unset: derived from the registry configuration (registryFingerprint), so that servers reading
+  // different registries never share an election or a catalog.
+  REGISTRY_BRIDGE_GROUP: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,200}$/, 'a Kafka consumer group id: letters, digits, . _ - (at most 200)')
+    .optional(),
+  REGISTRY_BRIDGE_LEASE_TOPIC: kafkaTopic.default('steward.bridge.lease.v1'),
+  REGISTRY_CATALOG_TOPIC: kafkaTopic.optional(),
+  REGISTRY_BRIDGE_SESSION_TIMEOUT_MS: millis(1_000, 300_000).default(10_000),
+  // A replica that has been neither leader nor follower this long (Kafka away) reads the registries itself.
+  REGISTRY_BRIDGE_FALLBACK_MS: millis(1_000, 3_600_000).default(30_000),
   AGENT_HEARTBEAT_MS: millis(1_000, 300_000).default(10_000),
   // How often rule-set revisions are read back for applications with agents: catches writes made
   // by other replicas or directly in the database.
@@ -109,7 +125,18 @@ export interface AppConfig {
   zookeeper: { connect: string; dubboRoots: string[]; sessionTimeoutMs: number } | null;
   /** Absent when this deployment reads no Eureka registry. */
   eureka: { urls: string[]; fetchIntervalMs: number } | null;
-  registry: { debounceMs: number };
+  registry: {
+    debounceMs: number;
+    /** Who reads the registries among the replicas (src/registry-bridge/registry-bridge.service.ts). */
+    bridge: {
+      mode: 'leader' | 'always';
+      group: string;
+      leaseTopic: string;
+      catalogTopic: string;
+      sessionTimeoutMs: number;
+      fallbackMs: number;
+    };
+  };
   auth: { adminToken?: string };
   agents: { heartbeatMs: number; revisionPollMs: number; maxFrameBytes: number; topic: string };
   /** The dashboard's static files; absent: dist/web of this installation (src/dashboard/static-ui.ts). */
@@ -134,6 +161,11 @@ export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
     return { ok: false, errors: [...new Set(errors)].sort() };
   }
   const e = parsed.data;
+  const zookeeper = e.ZOOKEEPER_CONNECT
+    ? { connect: e.ZOOKEEPER_CONNECT, dubboRoots: e.ZOOKEEPER_DUBBO_ROOTS, sessionTimeoutMs: e.ZOOKEEPER_SESSION_TIMEOUT_MS }
+    : null;
+  const eureka = e.EUREKA_URLS ? { urls: e.EUREKA_URLS, fetchIntervalMs: e.EUREKA_FETCH_INTERVAL_MS } : null;
+  const fingerprint = registryFingerprint(zookeeper, eureka);
   return {
     ok: true,
     config: {
@@ -146,11 +178,19 @@ export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
       kafka: { brokers: e.KAFKA_BROKERS, clientId: e.KAFKA_CLIENT_ID },
       stats: { topic: e.STATS_TOPIC, aggregator: e.STATS_AGGREGATOR === 'on', liveTopic: e.LIVE_TOPIC },
       rules: { topic: e.RULES_TOPIC },
-      zookeeper: e.ZOOKEEPER_CONNECT
-        ? { connect: e.ZOOKEEPER_CONNECT, dubboRoots: e.ZOOKEEPER_DUBBO_ROOTS, sessionTimeoutMs: e.ZOOKEEPER_SESSION_TIMEOUT_MS }
-        : null,
-      eureka: e.EUREKA_URLS ? { urls: e.EUREKA_URLS, fetchIntervalMs: e.EUREKA_FETCH_INTERVAL_MS } : null,
-      registry: { debounceMs: e.REGISTRY_DEBOUNCE_MS },
+      zookeeper,
+      eureka,
+      registry: {
+        debounceMs: e.REGISTRY_DEBOUNCE_MS,
+        bridge: {
+          mode: e.REGISTRY_BRIDGE_MODE,
+          group: e.REGISTRY_BRIDGE_GROUP ?? `steward-bridge.${fingerprint}`,
+          leaseTopic: e.REGISTRY_BRIDGE_LEASE_TOPIC,
+          catalogTopic: e.REGISTRY_CATALOG_TOPIC ?? `steward.catalog.v1.${fingerprint}`,
+          sessionTimeoutMs: e.REGISTRY_BRIDGE_SESSION_TIMEOUT_MS,
+          fallbackMs: e.REGISTRY_BRIDGE_FALLBACK_MS,
+        },
+      },
       auth: e.ADMIN_TOKEN ? { adminToken: e.ADMIN_TOKEN } : {},
       agents: {
         heartbeatMs: e.AGENT_HEARTBEAT_MS,
@@ -161,4 +201,21 @@ export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
       ...(e.WEB_ROOT ? { web: { root: e.WEB_ROOT } } : {}),
     },
   };
+}
+
+/**
+ * Eight hex digits naming what the registry bridge reads and how: replicas share a bridge election
+ * and a catalog topic only when they would read the same registrations (a server started with
+ * other ZooKeeper roots or another Eureka must not follow, nor overwrite, this one's catalog).
+ */
+export function registryFingerprint(zookeeper: AppConfig['zookeeper'], eureka: AppConfig['eureka']): string {
+  const reads = {
+    zookeeper: zookeeper && {
+      connect: zookeeper.connect,
+      roots: zookeeper.dubboRoots,
+      sessionTimeoutMs: zookeeper.sessionTimeoutMs,
+    },
+    eureka: eureka && { urls: [...eureka.urls].sort(), fetchIntervalMs: eureka.fetchIntervalMs },
+  };
+  return createHash('sha256').update(JSON.stringify(reads)).digest('hex').slice(0, 8);
 }

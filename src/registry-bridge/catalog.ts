@@ -157,6 +157,13 @@ export class ServiceCatalog implements RegistrationSink {
     for (const registration of this.bySource.get(source)?.values() ?? []) this.markDirty(instanceId(registration));
   }
 
+  /** Forgets a source: its registrations and its health (no replica reads it any more). */
+  dropSource(source: string): void {
+    for (const registration of this.bySource.get(source)?.values() ?? []) this.detach(registration);
+    this.bySource.delete(source);
+    this.health.delete(source);
+  }
+
   badInput(source: string, kind: string, detail: string): void {
     const state = this.sourceState(source);
     state.badInput[kind] = (state.badInput[kind] ?? 0) + 1;

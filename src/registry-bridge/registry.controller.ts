@@ -4,7 +4,7 @@ import { Observable } from 'rxjs';
 import { z } from 'zod';
 import { ZodValidationPipe } from '../common/zod-validation.pipe.js';
 import type { ApplicationDetail, CatalogApplication, CatalogInstance, SourceState } from './catalog.js';
-import { RegistryBridge } from './registry-bridge.service.js';
+import { type BridgeStatus, RegistryBridge } from './registry-bridge.service.js';
 
 const page = {
   page: z.coerce.number().int().min(1).max(1_000_000).default(1),
@@ -98,12 +98,26 @@ export class RegistryController {
   }
 
   @Get('sources')
-  @ApiOperation({ summary: 'Each registry source: reachable or stale, registrations held, unreadable entries skipped.' })
-  sources(): (SourceState & { stats?: object })[] {
+  @ApiOperation({
+    summary: 'Each registry source: reachable or stale, registrations held, unreadable entries skipped.',
+    description:
+      "`readBy` names the replica reading the source (this one, or the leader the catalog topic names); `stats` (the source's own counters) come only from the replica reading it.",
+  })
+  sources(): (SourceState & { readBy?: string; stats?: object })[] {
+    const { leader } = this.bridge.status();
     return this.bridge.catalog.sources().map((state) => {
       const source = this.bridge.sources.find((s) => s.id === state.source);
-      return source ? { ...state, stats: { ...source.stats } } : state;
+      if (source) return { ...state, readBy: this.bridge.replica, stats: { ...source.stats } };
+      return leader ? { ...state, readBy: leader.replica } : state;
     });
+  }
+
+  @Get('bridge')
+  @ApiOperation({
+    summary: "Which replica reads the registries: this replica's role (leader, follower, waiting, standalone) and the leader.",
+  })
+  bridgeStatus(): BridgeStatus {
+    return this.bridge.status();
   }
 
   @Sse('changes')

@@ -3,9 +3,18 @@ import { ADMIN_TOKEN } from './app.js';
 import { type Child, SERVER_MAIN, startNode, waitForHttp } from './processes.js';
 import { stackEnv } from './stack.js';
 
-/** The built server in its own process (so a test can kill it), on `port`, against the local stack; resolves once it answers. */
+/**
+ * The built server in its own process (so a test can kill it), on `port`, against the local stack; resolves once it answers.
+ * `STEWARD_MAIN` in the test's environment names another build of the server (default dist/main.js).
+ */
 export async function startStewardProcess(port: number, env: Record<string, string> = {}, timeoutMs = 20_000): Promise<Child> {
-  const child = startNode([SERVER_MAIN], { ...stackEnv, PORT: String(port), ADMIN_TOKEN, LOG_LEVEL: 'warn', ...env });
+  const child = startNode([process.env.STEWARD_MAIN ?? SERVER_MAIN], {
+    ...stackEnv,
+    PORT: String(port),
+    ADMIN_TOKEN,
+    LOG_LEVEL: 'warn',
+    ...env,
+  });
   await waitForHttp(`http://127.0.0.1:${port}/livez`, timeoutMs);
   return child;
 }

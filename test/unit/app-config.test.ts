@@ -26,7 +26,17 @@ describe('parseConfig', () => {
         rules: { topic: 'steward.rules.v1' },
         zookeeper: null,
         eureka: null,
-        registry: { debounceMs: 100 },
+        registry: {
+          debounceMs: 100,
+          bridge: {
+            mode: 'leader',
+            group: 'steward-bridge.4300c8a3',
+            leaseTopic: 'steward.bridge.lease.v1',
+            catalogTopic: 'steward.catalog.v1.4300c8a3',
+            sessionTimeoutMs: 10000,
+            fallbackMs: 30000,
+          },
+        },
         auth: {},
         agents: { heartbeatMs: 10000, revisionPollMs: 2000, maxFrameBytes: 1048576, topic: 'steward.agents.v1' },
       },
@@ -63,6 +73,39 @@ describe('parseConfig', () => {
       fetchIntervalMs: 5000,
     });
     expect(result.config.shutdown).toEqual({ drainMs: 5000, timeoutMs: 20000 });
+  });
+
+  it('scopes the bridge election and catalog topic to what the registries are read from, unless named', () => {
+    const bridge = (env: Record<string, string>) => {
+      const result = parseConfig({ ...required, ...env });
+      if (!result.ok) throw new Error(result.errors.join('; '));
+      return result.config.registry.bridge;
+    };
+    const zk = { ZOOKEEPER_CONNECT: 'zk-0:2181', EUREKA_URLS: 'http://a:8761/eureka,http://b:8761/eureka' };
+    const base = bridge(zk);
+    expect(base.group).toMatch(/^steward-bridge\.[0-9a-f]{8}$/);
+    expect(base.catalogTopic).toBe(`steward.catalog.v1.${base.group.slice('steward-bridge.'.length)}`);
+    // Eureka peers in another order are the same registry; other ZooKeeper roots are not.
+    expect(bridge({ ...zk, EUREKA_URLS: 'http://b:8761/eureka,http://a:8761/eureka' }).group).toBe(base.group);
+    expect(bridge({ ...zk, ZOOKEEPER_DUBBO_ROOTS: 'dubbo-gray' }).group).not.toBe(base.group);
+    expect(
+      bridge({
+        ...zk,
+        REGISTRY_BRIDGE_MODE: 'always',
+        REGISTRY_BRIDGE_GROUP: 'bridge-prod',
+        REGISTRY_BRIDGE_LEASE_TOPIC: 'lease',
+        REGISTRY_CATALOG_TOPIC: 'catalog',
+        REGISTRY_BRIDGE_SESSION_TIMEOUT_MS: '6000',
+        REGISTRY_BRIDGE_FALLBACK_MS: '5000',
+      }),
+    ).toEqual({
+      mode: 'always',
+      group: 'bridge-prod',
+      leaseTopic: 'lease',
+      catalogTopic: 'catalog',
+      sessionTimeoutMs: 6000,
+      fallbackMs: 5000,
+    });
   });
 
   it('lists every missing variable at once', () => {
@@ -116,6 +159,9 @@ describe('parseConfig', () => {
     ['NODE_ENV', 'staging'],
     ['ZOOKEEPER_DUBBO_ROOTS', 'dubbo/providers'],
     ['EUREKA_FETCH_INTERVAL_MS', '10'],
+    ['REGISTRY_BRIDGE_MODE', 'sometimes'],
+    ['REGISTRY_CATALOG_TOPIC', 'no spaces'],
+    ['REGISTRY_BRIDGE_SESSION_TIMEOUT_MS', '500'],
   ])('rejects %s=%s', (name, value) => {
     expect(errorsOf({ ...required, [name]: value }).map((e) => e.split(':')[0])).toEqual([name]);
   });
