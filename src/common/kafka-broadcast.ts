@@ -46,7 +46,13 @@ export class KafkaBroadcast<T> {
     this.producer = kafka.producer({ allowAutoTopicCreation: false, retry: { retries: 3 } });
     this.consumer = new SupervisedConsumer({
       kafka,
-      config: { groupId: `${groupPrefix}.${REPLICA_ID}`, allowAutoTopicCreation: false },
+      config: {
+        groupId: `${groupPrefix}.${REPLICA_ID}`,
+        allowAutoTopicCreation: false,
+        // An idle fetch returns within a second (kafkajs waits 5 s by default), and a shutdown
+        // waits for the fetch in flight: several such consumers would add seconds to every stop.
+        maxWaitTimeInMs: 1_000,
+      },
       prepare: () => ensureTopic(kafka, topic, partitions, TOPIC_CONFIGS),
       // What is produced from now on: what came before, the callers learn some other way.
       subscribe: { topics: [topic], fromBeginning: false },

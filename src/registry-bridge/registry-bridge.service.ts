@@ -1,4 +1,4 @@
-import { Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { Kafka, logLevel } from 'kafkajs';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
@@ -65,7 +65,7 @@ let bridgesInProcess = 0;
  * `REGISTRY_BRIDGE_FALLBACK_MS` without a role, it reads the registries itself.
  */
 @Injectable()
-export class RegistryBridge implements OnApplicationBootstrap, OnModuleDestroy {
+export class RegistryBridge implements OnApplicationBootstrap, OnApplicationShutdown {
   readonly catalog: ServiceCatalog;
   /** This server among the replicas (several bridges in one process, as in tests, get a suffix). */
   readonly replica: string;
@@ -248,7 +248,11 @@ export class RegistryBridge implements OnApplicationBootstrap, OnModuleDestroy {
     this.fallbackTimer.unref();
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /**
+   * After the shutdown drain (not in onModuleDestroy, which runs before readiness turns 503): a
+   * leader keeps reading the registries while the replica drains, then hands the lease over.
+   */
+  async onApplicationShutdown(): Promise<void> {
     this.closing = true;
     clearInterval(this.fallbackTimer);
     await this.transitions;
