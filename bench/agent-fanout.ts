@@ -7,7 +7,7 @@
  * rounds also poll the server's acks endpoint, as a cross-check of the agents' figures by the
  * server's own count (the polling loads the server, so those rounds are reported apart).
  *
- *   npm run bench:agent-fanout      (stack up and `npm run build` first; ~2 minutes)
+ *   npm run bench:agent-fanout      (stack up and `npm run build` first, or STEWARD_MAIN=<a build>; ~2 minutes)
  *   AGENTS=1000 WORKERS=2 ROUNDS=5 npm run bench:agent-fanout
  *
  * Writes docs/benchmarks.md's agent-fanout section (only when run with the default agent count, or
@@ -22,7 +22,8 @@ import { freePort } from '../test/support/net.js';
 import { stackEnv } from '../test/support/stack.js';
 import type { ParentCommand, Progress, RevisionReport } from './agent-fanout-client.js';
 import { AgentWorker } from './agent-worker.js';
-import { machine, percentile, timedApi, writeSection } from './report.js';
+import { createLimitRule, limitRule, machine, percentile, timedApi, writeSection } from './report.js';
+import { SERVER_MAIN } from './stats-load.js';
 
 const DEFAULT_AGENTS = 10_000;
 const AGENTS = Number(process.env.AGENTS ?? DEFAULT_AGENTS);
@@ -45,7 +46,6 @@ const run = Date.now().toString(36);
 const APP = `bench-fanout-${run}`;
 const ADMIN = `bench-admin-token-${run}-0123456789`;
 const TOKEN_NAME = `bench-fanout-${run}`;
-const SERVER_MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 const CLIENT = fileURLToPath(new URL('./agent-fanout-client.ts', import.meta.url));
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -194,17 +194,8 @@ async function main(): Promise<void> {
       body: JSON.stringify({ name: TOKEN_NAME, role: 'agent', applications: [APP] }),
     });
     tokenId = issued.body.record._id;
-    const rule = (permitsPerSec: number) => ({
-      kind: 'limit',
-      target: { direction: 'inbound', resource: { type: 'application' } },
-      limit: { mode: 'qps', permitsPerSec },
-    });
-    const created = await api<{ revision: number; rule: { id: string } }>(`/api/applications/${APP}/rules`, {
-      method: 'POST',
-      body: JSON.stringify({ rule: rule(100), reason: 'bench' }),
-    });
-    const ruleId = created.body.rule.id;
-    let revision = created.body.revision;
+    const { ruleId, revision: created } = await createLimitRule(api, APP);
+    let revision = created;
     await sleep(2_000);
     const before = await memory(pid);
     const heapBefore = await heapUsedMiB(url);
@@ -272,7 +263,7 @@ async function main(): Promise<void> {
       const put = fetch(`${url}/api/applications/${APP}/rules/${ruleId}`, {
         method: 'PUT',
         headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ rule: rule(200 + r), reason: `bench round ${r + 1}` }),
+        body: JSON.stringify({ rule: limitRule(200 + r), reason: `bench round ${r + 1}` }),
       }).then(async (res) => {
         const body = (await res.json()) as { revision: number };
         if (!res.ok) throw new Error(`PUT: ${res.status} ${JSON.stringify(body)}`);

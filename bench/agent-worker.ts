@@ -46,3 +46,13 @@ export class AgentWorker<
     });
   }
 }
+
+/** Tells the workers still running to stop (their agents disconnect); kills any still running 1.5 s later. */
+export async function stopWorkers(
+  workers: readonly { child: ChildProcess; command(command: { type: 'stop' }): void }[],
+): Promise<void> {
+  const running = workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
+  for (const worker of running) if (worker.child.connected) worker.command({ type: 'stop' });
+  await new Promise((resolve) => setTimeout(resolve, running.length > 0 ? 1_500 : 0));
+  for (const worker of running) if (worker.child.exitCode === null) worker.child.kill('SIGKILL');
+}

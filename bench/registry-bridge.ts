@@ -1,7 +1,7 @@
 /**
  * Registry-bridge benchmark: 25,000 Dubbo provider znodes and 25,000 Eureka instances, written by
  * this script into the local stack's real ZooKeeper and Eureka, read by a real Steward server
- * process (dist/main.js).
+ * process (STEWARD_MAIN, default dist/main.js).
  *
  *   npm run bench:registry            (stack up and `npm run build` first; ~3 minutes)
  *
@@ -11,17 +11,27 @@
  */
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import zookeeper from 'node-zookeeper-client';
 import { EurekaTestRegistry } from '../test/support/eureka-registrations.js';
 import { freePort } from '../test/support/net.js';
 import { machine, percentile, writeSection } from './report.js';
 import { stackEnv } from '../test/support/stack.js';
-import { javaFormEncode, ZkClient } from '../test/support/zk.js';
+import { ZkClient } from '../test/support/zk.js';
+import {
+  eurekaInstances,
+  host,
+  iface,
+  PER_SERVICE,
+  pool,
+  providerName,
+  removeZooKeeperRoot,
+  seedEureka,
+  seedZooKeeper,
+} from './registry-seed.js';
+import { SERVER_MAIN } from './stats-load.js';
 
 const PROVIDERS = Number(process.env.BENCH_PROVIDERS ?? 25_000);
 const EUREKA_INSTANCES = Number(process.env.BENCH_EUREKA_INSTANCES ?? 25_000);
-const PER_SERVICE = 50;
 const FETCH_INTERVAL_MS = 5_000;
 const run = Date.now().toString(36);
 const root = `bench-${run}`;
@@ -29,22 +39,6 @@ const TOKEN = `bench-admin-token-${run}-0123456789`;
 const auth = { Authorization: `Bearer ${TOKEN}` };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < items.length) await work(items[next++]!);
-    }),
-  );
-}
-
-const host = (i: number) => `10.${100 + Math.floor(i / 65_000)}.${Math.floor(i / 250) % 250}.${i % 250}`;
-const iface = (s: number) => `com.bench.svc${s}.Service${s}`;
-const providerName = (s: number, i: number) =>
-  javaFormEncode(
-    `dubbo://${host(i)}:20880/${iface(s)}?anyhost=true&application=bench-app-${Math.floor(s / 2)}&dubbo=2.0.2&dynamic=true&interface=${iface(s)}&methods=get,list,put&pid=${i}&release=3.3.5&side=provider&timestamp=${Date.now()}`,
-  );
 
 /** Dubbo's/Curator's way: on every child event, read the whole list again at once. */
 function naiveWatcher(connect: string, path: string) {
@@ -127,29 +121,17 @@ async function main(): Promise<void> {
   try {
     // ---- load -------------------------------------------------------------------------------
     let t = performance.now();
-    for (let s = 0; s < services; s++) await zk.mkdirp(`/${root}/${iface(s)}/providers`);
-    const znodes = Array.from({ length: PROVIDERS }, (_, i) => ({ s: i % services, i }));
-    await pool(znodes, 128, ({ s, i }) =>
-      zk.create(`/${root}/${iface(s)}/providers/${providerName(s, i)}`, undefined, 'persistent', false),
-    );
+    await seedZooKeeper(zk, root, PROVIDERS);
     console.log(`wrote ${PROVIDERS} provider znodes in ${((performance.now() - t) / 1000).toFixed(1)} s`);
     t = performance.now();
-    const apps = Math.ceil(EUREKA_INSTANCES / PER_SERVICE);
-    const instances = Array.from({ length: EUREKA_INSTANCES }, (_, i) => ({
-      app: `BENCH-${run}-WEB-${i % apps}`.toUpperCase(),
-      instanceId: `${host(i)}:bench-web-${i % apps}:8080`,
-      ip: host(i),
-      port: 8080,
-      leaseSeconds: 3_600,
-    }));
-    await pool(instances, 32, (instance) => eureka.register(instance));
+    await seedEureka(eureka, eurekaInstances(`BENCH-${run}`, EUREKA_INSTANCES));
     console.log(`registered ${EUREKA_INSTANCES} Eureka instances in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
     // ---- cold sync ----------------------------------------------------------------------------
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const started = performance.now();
-    server = spawn(process.execPath, [fileURLToPath(new URL('../dist/main.js', import.meta.url))], {
+    server = spawn(process.execPath, [SERVER_MAIN], {
       env: {
         ...process.env,
         ...stackEnv,
@@ -277,9 +259,7 @@ async function main(): Promise<void> {
     server?.kill('SIGTERM');
     console.log('cleaning up (znodes, Eureka instances)…');
     await eureka.cleanup();
-    const ifaces = await zk.children(`/${root}`);
-    await pool(ifaces, 16, (i) => zk.removeTree(`/${root}/${i}`));
-    await zk.removeTree(`/${root}`);
+    await removeZooKeeperRoot(zk, root);
     zk.close();
   }
 

@@ -11,11 +11,24 @@
  * counted in the next frame's `dropped`). (Not simulated: the resend of frames unacknowledged for
  * 30 s on the same session.) Counts frames made, sent, acknowledged, refused and dropped, `error`
  * frames, and the calls of the frames made per application (for the exactness check).
+ * With `rules` (bench/cluster.ts) the agents also enforce their application's rules as the push
+ * fan-out's agents do (bench/rule-follower.ts): pushed sets applied and ACKed, their times recorded.
  *
  * Started by the benchmark as `node --import tsx bench/stats-agents-client.ts`; not run by hand.
  */
-import type { ConnectionCounters, SimulatedAgent } from './agent-socket.js';
+import type { ConnectionCounters } from './agent-socket.js';
 import { agentSocket, keepConnected, noConnectionCounters, startGradually, startHeartbeat, stopAndExit } from './agent-socket.js';
+import {
+  applyRuleFrame,
+  appliedRevisions,
+  noRuleCounters,
+  parseServerFrame,
+  RevisionLog,
+  type RevisionTimes,
+  type RuleCounters,
+  type RuleHolder,
+  wallNow,
+} from './rule-follower.js';
 import {
   appName,
   bodyPool,
@@ -30,7 +43,8 @@ import {
 
 export interface StartCommand {
   type: 'start';
-  url: string;
+  /** Agent i connects to `urls[i % urls.length]` (several server replicas, spread as a round-robin balancer would). */
+  urls: string[];
   token: string;
   /** Application names are `<prefix>-<n>`, n < apps; instance ids `<prefix>-i<agent index>`. */
   prefix: string;
@@ -41,16 +55,19 @@ export interface StartCommand {
   /** New connections per second from this worker. */
   connectsPerSec: number;
   seed: number;
+  /** Whether the agents apply and ACK pushed rule sets (and record their times). */
+  rules: boolean;
 }
 
 export type ParentCommand =
   | StartCommand
   /** The first `active` agents of this worker send one frame a second; the others only heartbeat. */
   | { type: 'send'; active: number }
-  | { type: 'report'; id: number; totals: boolean }
+  /** `revision`: also the agents' times of that revision. */
+  | { type: 'report'; id: number; totals: boolean; revision?: number }
   | { type: 'stop' };
 
-export interface Counters extends ConnectionCounters {
+export interface Counters extends ConnectionCounters, RuleCounters {
   connected: number;
   established: number;
   /** Stats frames made (one per agent and second while sending). */
@@ -65,6 +82,8 @@ export interface Counters extends ConnectionCounters {
   acksAccepted: number;
   acksRefused: number;
   errorFrames: number;
+  /** How many agents hold each rule revision. */
+  applied: Record<number, number>;
 }
 
 export interface Progress extends Counters {
@@ -78,6 +97,7 @@ export interface Report extends Counters {
   cpuMs: number;
   /** Calls of the frames made (less those dropped) per application index (only when asked for totals). */
   calls?: number[];
+  times?: RevisionTimes;
 }
 
 export type WorkerMessage = Progress | Report;
@@ -88,7 +108,7 @@ type Frame = ReturnType<typeof statsFrame>['frame'];
 /** A frame the agent holds, its calls, and how often it was emitted. */
 type Held = { frame: Frame; calls: number; sends: number };
 
-interface Agent extends SimulatedAgent {
+interface Agent extends RuleHolder {
   app: number;
   instanceId: string;
   run: string;
@@ -117,8 +137,10 @@ const counters = {
   acksAccepted: 0,
   acksRefused: 0,
   errorFrames: 0,
+  ...noRuleCounters(),
   ...noConnectionCounters(),
 };
+const log = new RevisionLog();
 const agents: Agent[] = [];
 let active = 0;
 let calls: number[] = [];
@@ -142,7 +164,7 @@ function flush(agent: Agent, now: number): void {
 
 function startAgent(command: StartCommand, index: number, rnd: () => number): Agent {
   const app = index % command.apps;
-  const socket = agentSocket(command.url, command.token);
+  const socket = agentSocket(command.urls[index % command.urls.length]!, command.token);
   const agent: Agent = {
     socket,
     app,
@@ -151,6 +173,8 @@ function startAgent(command: StartCommand, index: number, rnd: () => number): Ag
     keys: instanceKeys(command.prefix, app, command.apps, command.seed * 1_000_003 + index),
     phase: rnd() * 1_000,
     seq: 0,
+    revision: 0,
+    rules: new Map(),
     connected: false,
     established: false,
     waiting: [],
@@ -166,7 +190,7 @@ function startAgent(command: StartCommand, index: number, rnd: () => number): Ag
       instanceId: agent.instanceId,
       run: agent.run,
       capabilities: ['limit', 'http-inbound', 'http-outbound'],
-      heldRevision: 0,
+      heldRevision: agent.revision,
     }),
     () => {
       agent.established = false;
@@ -181,8 +205,16 @@ function startAgent(command: StartCommand, index: number, rnd: () => number): Ag
           for (const item of agent.inFlight.values()) agent.waiting.splice(bySeq(agent.waiting, item.frame.seq), 0, item);
           agent.inFlight.clear();
           agent.heldUntil = 0;
-          startHeartbeat(agent, frame.heartbeatMs ?? 10_000, () => 0);
+          startHeartbeat(agent, frame.heartbeatMs ?? 10_000, () => agent.revision);
           return;
+        case 'snapshot':
+        case 'delta': {
+          if (!command.rules) return;
+          const arrived = wallNow();
+          const message = parseServerFrame(event, frame, counters);
+          if (message) applyRuleFrame(agent, message, arrived, counters, log);
+          return;
+        }
         case 'stats-ack': {
           const item = agent.inFlight.get(frame.seq ?? 0);
           if (frame.accepted === true) {
@@ -259,7 +291,7 @@ function snapshot(): Counters {
     if (agent.established) established += 1;
     held += agent.waiting.length + agent.inFlight.size;
   }
-  return { ...counters, connected, established, held };
+  return { ...counters, connected, established, held, applied: appliedRevisions(agents) };
 }
 
 process.on('message', (command: ParentCommand) => {
@@ -290,6 +322,7 @@ process.on('message', (command: ParentCommand) => {
         ...snapshot(),
         cpuMs: (cpu.user + cpu.system) / 1_000,
         ...(command.totals ? { calls } : {}),
+        ...(command.revision !== undefined ? { times: log.of(command.revision) } : {}),
       });
       return;
     }

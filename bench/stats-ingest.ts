@@ -34,9 +34,7 @@ import { type ChildProcess } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Admin } from 'kafkajs';
-import { io, type Socket } from 'socket.io-client';
-import { hello } from './agent-socket.js';
-import { AgentWorker } from './agent-worker.js';
+import { AgentWorker, stopWorkers } from './agent-worker.js';
 import { machine, percentile, writeSection } from './report.js';
 import type { ParentCommand, Progress, Report } from './stats-agents-client.js';
 import {
@@ -53,6 +51,7 @@ import {
   GroupProgress,
   instanceKeys,
   kafkaClient,
+  LagSampler,
   memory,
   metrics,
   metricSum,
@@ -73,6 +72,7 @@ import {
   topicExists,
   wallNow,
 } from './stats-load.js';
+import { StatsProbe } from './stats-probe.js';
 
 const AGENTS = env('AGENTS', 20_000);
 const WORKERS = Math.max(1, Math.min(AGENTS, env('WORKERS', 8)));
@@ -167,7 +167,7 @@ async function connectAgents(server: Server, token: string, agents: number, work
     const worker = new Worker(startChild(['--import', 'tsx', CLIENT], process.env, { ipc: true }), count);
     worker.command({
       type: 'start',
-      url: server.url,
+      urls: [server.url],
       token,
       prefix: PREFIX,
       apps: APPS,
@@ -175,6 +175,7 @@ async function connectAgents(server: Server, token: string, agents: number, work
       count,
       connectsPerSec: CONNECT_RATE / workers,
       seed,
+      rules: false,
     });
     list.push(worker);
   }
@@ -199,13 +200,6 @@ async function connectAgents(server: Server, token: string, agents: number, work
 
 const sum = (workers: Worker[], pick: (p: Progress) => number) =>
   workers.reduce((total, w) => total + (w.progress ? pick(w.progress) : 0), 0);
-
-async function stopWorkers(all: Worker[]): Promise<void> {
-  const workers = all.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
-  for (const worker of workers) worker.command({ type: 'stop' });
-  await sleep(workers.length > 0 ? 1_500 : 0);
-  for (const worker of workers) if (worker.child.exitCode === null) worker.child.kill('SIGKILL');
-}
 
 // ---- phase 1: ingest ---------------------------------------------------------------------------
 
@@ -622,7 +616,7 @@ async function e2ePhase(agents: number, admin: Admin, ferretPid: number | undefi
     body: JSON.stringify({ name: `${PREFIX}-agents`, role: 'agent' }),
   });
   const workers = await connectAgents(server, issued.body.token, agents, Math.min(WORKERS, Math.ceil(agents / 2_500)), 2);
-  let probe: Socket | undefined;
+  let probe: StatsProbe | undefined;
   try {
     for (const worker of workers) worker.command({ type: 'send', active: worker.count });
     // The aggregator has joined and consumes the load before the first probe.
@@ -632,22 +626,7 @@ async function e2ePhase(agents: number, admin: Admin, ferretPid: number | undefi
       if (aggregator.child.exitCode !== null) throw new Error('the aggregator exited');
     }
     await sleep(E2E_WARMUP_SECONDS * 1_000);
-
-    probe = io(`${server.url}/agents`, { forceNew: true, transports: ['websocket'], auth: { token: issued.body.token } });
-    const welcomed = new Promise<void>((resolve, reject) => {
-      probe!.once('welcome', () => resolve());
-      probe!.once('error', (frame: { message?: string }) =>
-        reject(new Error(`the probe's session was refused: ${frame.message}`)),
-      );
-      setTimeout(() => reject(new Error('the probe got no welcome in 20 s')), 20_000).unref();
-    });
-    probe.on('connect', () =>
-      probe!.emit(
-        'hello',
-        hello({ application: PROBE_APP, instanceId: `${PROBE_APP}-i0`, run: newRun(), capabilities: [], heldRevision: 0 }),
-      ),
-    );
-    await welcomed;
+    probe = await StatsProbe.connect(server.url, issued.body.token, PROBE_APP);
 
     const mark = async () => ({
       t: wallNow(),
@@ -658,106 +637,19 @@ async function e2ePhase(agents: number, admin: Admin, ferretPid: number | undefi
       ferret: await cpuMs(ferretPid),
     });
     const a = await mark();
-    let maxLag = 0;
-    let endLag = 0;
-    let lagging = true;
-    const lagLoop = (async () => {
-      while (lagging) {
-        const [end, committed] = await Promise.all([topicEnd(admin, TOPIC_E2E), progress.committed()]);
-        endLag = end - committed;
-        maxLag = Math.max(maxLag, endLag);
-        await sleep(2_000);
-      }
-    })();
-
-    // The probe: at each second's turn, the frame of the second that ended, with a call count no other second has.
-    const pending = new Map<number, number>();
-    const delays: number[] = [];
-    const queryMs: number[] = [];
-    let missing = 0;
-    let sending = true;
-    // A refused frame goes again after 1 s, as an agent sends it (docs/agent-protocol.md).
-    const probeFrames = new Map<number, object>();
-    let probeRefused = 0;
-    probe.on('stats-ack', (ack: { seq: number; accepted: boolean }) => {
-      const frame = probeFrames.get(ack.seq);
-      if (ack.accepted || !frame) return void probeFrames.delete(ack.seq);
-      probeRefused += 1;
-      setTimeout(() => probe?.emit('stats', frame), 1_000);
-    });
-    const sender = (async () => {
-      for (let k = 0; k < E2E_SAMPLES; k++) {
-        await sleep(1_000 - (Date.now() % 1_000) + 2);
-        const second = Math.floor(Date.now() / 1_000) - 1;
-        const calls = 1_000 + k;
-        pending.set(second, calls);
-        const frame = {
-          type: 'stats',
-          seq: k + 1,
-          second,
-          dropped: 0,
-          entries: [
-            {
-              direction: 'inbound',
-              peer: '',
-              protocol: 'http',
-              resource: 'GET /probe',
-              calls,
-              successes: calls,
-              errors: 0,
-              limited: 0,
-              broken: 0,
-              degraded: 0,
-              slow: 0,
-              latencySumMs: 5 * calls,
-              latencyMaxMs: 5,
-              histogram: [[5, calls]],
-            },
-          ],
-        };
-        probeFrames.set(k + 1, frame);
-        probe.emit('stats', frame);
-      }
-      sending = false;
-    })();
-    while (sending || pending.size > 0) {
-      if (pending.size > 0) {
-        const seconds = [...pending.keys()];
-        const from = Math.min(...seconds) * 1000;
-        const to = (Math.max(...seconds) + 1) * 1000;
-        const started = wallNow();
-        const series = await server.api<{ points: { t: number; calls: number }[] }>(
-          `/api/stats/series?application=${PROBE_APP}&from=${from}&to=${to}&step=1s`,
-        );
-        const at = wallNow();
-        queryMs.push(at - started);
-        for (const point of series.body.points) {
-          const second = point.t / 1000;
-          if (pending.has(second) && point.calls === pending.get(second)) {
-            delays.push(at - (second + 1) * 1000);
-            pending.delete(second);
-          }
-        }
-        for (const second of pending.keys()) {
-          if (at - (second + 1) * 1000 > PROBE_TIMEOUT_MS) {
-            missing += 1;
-            pending.delete(second);
-          }
-        }
-      }
-      await sleep(POLL_MS);
-    }
-    await sender;
+    const lag = new LagSampler(admin, TOPIC_E2E, progress);
+    const probed = await probe.run(server.api, E2E_SAMPLES, POLL_MS, PROBE_TIMEOUT_MS);
+    const { delays, missing, queryMs } = probed.readings['1s']!;
+    const probeRefused = probed.refused;
     const b = await mark();
-    lagging = false;
-    await lagLoop;
+    await lag.stop();
     const ms = b.t - a.t;
     const result: E2eResult = {
       agents,
       offered: ((b.made - a.made) * 1000) / ms,
       produced: ((b.produced - a.produced) * 1000) / ms,
-      maxLag,
-      endLag,
+      maxLag: lag.max,
+      endLag: lag.last,
       delays,
       missing,
       probeRefused,
@@ -768,11 +660,11 @@ async function e2ePhase(agents: number, admin: Admin, ferretPid: number | undefi
     };
     console.log(
       `end-to-end: ${delays.length} samples, p50 ${fixed(percentile(delays, 50))} / p99 ${fixed(percentile(delays, 99))} / max ` +
-        `${fixed(Math.max(...delays))} ms, ${missing} missing; load ${fmt(result.offered)} frames/s, consumer lag max ${fmt(maxLag)} messages`,
+        `${fixed(Math.max(...delays))} ms, ${missing} missing; load ${fmt(result.offered)} frames/s, consumer lag max ${fmt(lag.max)} messages`,
     );
     return result;
   } finally {
-    probe?.disconnect();
+    probe?.close();
     await stopWorkers(workers);
     stopping = true;
     await stopChild(server.child);

@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { type Admin, Kafka, logLevel } from 'kafkajs';
@@ -19,8 +19,9 @@ import { freePort } from '../test/support/net.js';
 import { stackEnv } from '../test/support/stack.js';
 import { timedApi } from './report.js';
 
-export const SERVER_MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
-export const AGGREGATOR_MAIN = fileURLToPath(new URL('../dist/stats/aggregator-main.js', import.meta.url));
+/** The built server the benchmarks run: STEWARD_MAIN (a build of one's own, e.g. `tsc --outDir`), default dist/main.js. */
+export const SERVER_MAIN = resolve(process.env.STEWARD_MAIN ?? fileURLToPath(new URL('../dist/main.js', import.meta.url)));
+export const AGGREGATOR_MAIN = join(dirname(SERVER_MAIN), 'stats', 'aggregator-main.js');
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const wallNow = () => performance.timeOrigin + performance.now();
@@ -314,10 +315,16 @@ export async function stopChildren(): Promise<void> {
 
 /**
  * The run's cleanup: every process stopped gracefully, then the run's topics and databases deleted
- * (KEEP_DATA=1 keeps them), once whoever asks first; SIGINT and SIGTERM clean up and exit (130,
- * 143). `stopping` is called at every request first (from then on a process' exit is expected).
+ * (KEEP_DATA=1 keeps them) and `also` run (whatever else the run made), once whoever asks first;
+ * SIGINT and SIGTERM clean up and exit (130, 143). `stopping` is called at every request first (from
+ * then on a process' exit is expected).
  */
-export function runCleanup(topics: string[], databases: string[], stopping: () => void): () => Promise<void> {
+export function runCleanup(
+  topics: string[],
+  databases: string[],
+  stopping: () => void,
+  also?: () => Promise<void>,
+): () => Promise<void> {
   let cleaning: Promise<void> | undefined;
   const cleanup = () => {
     stopping();
@@ -326,6 +333,7 @@ export function runCleanup(topics: string[], databases: string[], stopping: () =
         await stopChildren();
         console.log(`kept: topics ${topics.join(', ')}; databases ${databases.join(', ')}`);
       } else await dropRunData(topics, databases);
+      await also?.().catch((error: unknown) => console.error('cleanup failed:', error));
     })();
     return cleaning;
   };
@@ -375,12 +383,14 @@ export interface StatsServer {
 /**
  * Starts a Steward server process on the run's `topic` and database `db`, with `STATS_AGGREGATOR=off`
  * (the aggregator runs in a process of its own) and `env` on top; resolves once it answers.
+ * `name`: its first 20 warnings and errors go to stderr under that name.
  */
 export async function startStatsServer(
   topic: string,
   db: string,
   adminToken: string,
   env: NodeJS.ProcessEnv = {},
+  name = 'server',
 ): Promise<StatsServer> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -397,7 +407,7 @@ export async function startStatsServer(
       STATS_AGGREGATOR: 'off',
       ...env,
     },
-    { database: true },
+    { database: true, onLine: printWarnings(name) },
   );
   await waitForHttp(`${url}/livez`, child);
   return { child, pid: child.pid!, url, api: timedApi(url, adminToken) };
@@ -414,7 +424,7 @@ export function startAggregatorProcess(
   stopping: () => boolean,
   onEntry?: (entry: PinoEntry) => void,
 ): ChildProcess {
-  let warnings = 0;
+  const warn = printWarnings('aggregator');
   const log = aggregatorLog();
   const child = startChild(
     [AGGREGATOR_MAIN],
@@ -423,10 +433,8 @@ export function startAggregatorProcess(
       database: true,
       onLine: (line) => {
         log(line);
-        const entry = pinoLine(line);
-        if (!entry) return;
-        onEntry?.(entry);
-        if ((entry.level ?? 0) >= 40 && warnings++ < 20) console.error(`[aggregator] ${line.slice(0, 600)}`);
+        const entry = warn(line);
+        if (entry) onEntry?.(entry);
       },
     },
   );
@@ -455,8 +463,8 @@ export async function cpuMs(pid: number | undefined): Promise<number> {
   }
 }
 
-/** The pid of a local-stack service (`kafka`, `mongodb` = FerretDB), from the stack's pid file. */
-export async function stackPid(name: 'kafka' | 'mongodb'): Promise<number | undefined> {
+/** The pid of a local-stack service (`mongodb` = FerretDB), from the stack's pid file. */
+export async function stackPid(name: 'kafka' | 'mongodb' | 'zookeeper' | 'eureka'): Promise<number | undefined> {
   const dir = process.env.STACK_DIR ?? fileURLToPath(new URL('../.stack', import.meta.url));
   try {
     const { pid } = JSON.parse(await readFile(join(dir, 'run', `${name}.json`), 'utf8')) as { pid: number };
@@ -553,6 +561,34 @@ export class GroupProgress {
     }
     const [entry] = await this.admin.fetchOffsets({ groupId: this.groupId, topics: [this.topic] });
     return (entry?.partitions ?? []).reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
+  }
+}
+
+/** The consumer group's lag on the topic (end offsets − committed offsets), sampled every 2 s until stopped. */
+export class LagSampler {
+  max = 0;
+  last = 0;
+  private running = true;
+  private readonly loop: Promise<void>;
+
+  constructor(admin: Admin, topic: string, progress = new GroupProgress(admin, topic)) {
+    this.loop = (async () => {
+      while (this.running) {
+        try {
+          const [end, committed] = await Promise.all([topicEnd(admin, topic), progress.committed()]);
+          this.last = end - committed;
+          this.max = Math.max(this.max, this.last);
+        } catch {
+          // a sample Kafka did not answer is skipped
+        }
+        await sleep(2_000);
+      }
+    })();
+  }
+
+  stop(): Promise<void> {
+    this.running = false;
+    return this.loop;
   }
 }
 
@@ -677,6 +713,16 @@ export interface PinoEntry {
   level?: number;
   msg?: string;
   [key: string]: unknown;
+}
+
+/** A reader of a process' pino lines: prints its first `max` warnings and errors to stderr; returns each line's entry. */
+export function printWarnings(name: string, max = 20): (line: string) => PinoEntry | undefined {
+  let warnings = 0;
+  return (line) => {
+    const entry = pinoLine(line);
+    if ((entry?.level ?? 0) >= 40 && warnings++ < max) console.error(`[${name}] ${line.slice(0, 600)}`);
+    return entry;
+  };
 }
 
 /** One stdout line of a pino logger, if it is one. */
