@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { CompressionTypes, type Kafka, type Message, type Producer } from 'kafkajs';
 import type { z } from 'zod';
-import { ensureTopic } from './kafka-topic.js';
+import { ensureTopic, sendSize } from './kafka-topic.js';
 import { SupervisedConsumer } from './supervised-consumer.js';
 
 /** This server process among the replicas: stable for its life, unique across restarts. */
@@ -70,7 +70,7 @@ export class KafkaBroadcast<T> {
     this.consumer.start();
   }
 
-  /** Produces `messages` (each a `key` and a `value` of the schema's input), in one request. */
+  /** Produces `messages` (each a `key` and a `value` of the schema's input), in order, in as few requests as the broker takes. */
   async send(messages: { key: string; value: T }[]): Promise<void> {
     const { kafka, topic, partitions } = this.options;
     this.producerReady ??= ensureTopic(kafka, topic, partitions, TOPIC_CONFIGS)
@@ -80,8 +80,11 @@ export class KafkaBroadcast<T> {
         throw error;
       });
     await this.producerReady;
-    const encoded: Message[] = messages.map(({ key, value }) => ({ key, value: JSON.stringify(value) }));
-    await this.producer.send({ topic, acks: -1, compression: CompressionTypes.GZIP, messages: encoded });
+    const encoded = messages.map(({ key, value }) => ({ key, value: JSON.stringify(value) }));
+    while (encoded.length > 0) {
+      const chunk: Message[] = encoded.splice(0, sendSize(encoded, encoded.length));
+      await this.producer.send({ topic, acks: -1, compression: CompressionTypes.GZIP, messages: chunk });
+    }
   }
 
   async stop(): Promise<void> {

@@ -27,3 +27,22 @@ export async function ensureTopic(
     await admin.disconnect().catch(() => undefined);
   }
 }
+
+/**
+ * Brokers refuse a record batch over `message.max.bytes` (1 MiB by default) with MESSAGE_TOO_LARGE,
+ * and a producer that sends it again is refused again for ever: sends are cut below it, counted
+ * before compression (which only makes them smaller).
+ */
+export const MAX_SEND_BYTES = 900_000;
+
+/** How many of `values` (from the first) go in one send: at most `maxCount`, at most MAX_SEND_BYTES, at least one. */
+export function sendSize(values: readonly { value: string }[], maxCount: number): number {
+  let bytes = 0;
+  let count = 0;
+  while (count < values.length && count < maxCount) {
+    bytes += values[count]!.value.length;
+    if (count > 0 && bytes > MAX_SEND_BYTES) break;
+    count += 1;
+  }
+  return count;
+}

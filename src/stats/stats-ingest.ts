@@ -1,8 +1,9 @@
 import { Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
-import { Kafka, logLevel, type Producer } from 'kafkajs';
+import { CompressionTypes, Kafka, logLevel, type Producer } from 'kafkajs';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
 import { Counter, Gauge } from 'prom-client';
+import { sendSize } from '../common/kafka-topic.js';
 import type { AppConfig } from '../config/app-config.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { ensureStatsTopic } from './stats-aggregator.js';
@@ -94,12 +95,18 @@ export class StatsIngest implements OnApplicationShutdown {
     this.sending = true;
     try {
       while (this.queue.length > 0) {
-        const batch = this.queue.slice(0, MAX_BATCH);
+        const batch = this.queue.slice(0, sendSize(this.queue, MAX_BATCH));
         try {
           // The topic may not exist yet when no aggregator has started (it creates it too).
           this.connected ??= ensureStatsTopic(this.kafka, this.topic).then(() => this.producer.connect());
           await this.connected;
-          await this.producer.send({ topic: this.topic, acks: -1, messages: batch.map(({ key, value }) => ({ key, value })) });
+          await this.producer.send({
+            topic: this.topic,
+            acks: -1,
+            // A frame near AGENT_MAX_FRAME_BYTES alone would be over the broker's limit uncompressed.
+            compression: CompressionTypes.GZIP,
+            messages: batch.map(({ key, value }) => ({ key, value })),
+          });
           this.queue.splice(0, batch.length);
           this.frames.inc({ outcome: 'produced' }, batch.length);
           this.failures = 0;

@@ -26,6 +26,7 @@ const kafka = vi.hoisted(() => ({
 
 vi.mock('kafkajs', () => ({
   logLevel: { NOTHING: 0 },
+  CompressionTypes: { GZIP: 1 },
   Kafka: class {
     producer() {
       return {
